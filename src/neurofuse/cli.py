@@ -1,0 +1,125 @@
+"""The ``neurofuse`` command.
+
+    neurofuse simulate OUT [--small] [--subjects N] ...   write a ground-truth EEG-fMRI BIDS dataset
+    neurofuse index BIDS_DIR [--json FILE] ...           index a dataset and print what was found
+
+Bad input ends with one line on stderr (file, problem, what to do) and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from neurofuse import __version__
+from neurofuse.errors import NeuroFuseError
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from neurofuse.simulate import simulate_dataset
+
+    summary = simulate_dataset(
+        args.out,
+        preset="small" if args.small else args.preset,
+        n_subjects=args.subjects,
+        n_sessions=args.sessions,
+        n_runs=args.runs,
+        n_volumes=args.volumes,
+        tr=args.tr,
+        eeg_sfreq=args.eeg_sfreq,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(summary)
+    return 0
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from neurofuse.bids.index import build_index
+
+    index = build_index(
+        args.bids_dir,
+        participant_label=tuple(args.participant_label),
+        exclude_participant_label=tuple(args.exclude_participant_label),
+        task=tuple(args.task),
+        session=tuple(args.session),
+        volume_marker=args.volume_marker,
+        unpaired_eeg=args.unpaired_eeg,
+        check_images=not args.no_check_images,
+    )
+    if args.json:
+        index.to_json(args.json)
+    n_bold = len(index.bold_runs())
+    n_eeg = len(index.eeg_runs())
+    n_pairs = len(index.paired_runs())
+    print(
+        f"{index.bids_dir}: {len(index.subjects)} subjects, {n_bold} BOLD runs, "
+        f"{n_eeg} EEG runs, {n_pairs} EEG-BOLD pairs"
+    )
+    for message in index.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neurofuse", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"neurofuse {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="write a simulated EEG-fMRI BIDS dataset with ground truth")
+    sim.add_argument("out", help="output folder (created; must be empty or a previous simulation)")
+    sim.add_argument("--preset", choices=("demo", "small"), default="demo", help="size preset (default: demo)")
+    sim.add_argument("--small", action="store_true", help="shorthand for --preset small (seconds, for tests)")
+    sim.add_argument("--subjects", type=_positive_int, help="number of subjects")
+    sim.add_argument("--sessions", type=_positive_int, help="sessions per subject")
+    sim.add_argument("--runs", type=_positive_int, help="runs per session")
+    sim.add_argument("--volumes", type=_positive_int, help="BOLD volumes per run")
+    sim.add_argument("--tr", type=_positive_float, help="repetition time in seconds")
+    sim.add_argument("--eeg-sfreq", type=_positive_float, help="EEG sampling rate in Hz")
+    sim.add_argument("--seed", type=int, default=42, help="random seed (same seed, same bytes)")
+    sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    sim.set_defaults(func=_cmd_simulate)
+
+    idx = sub.add_parser("index", help="index a BIDS dataset and check it")
+    idx.add_argument("bids_dir")
+    idx.add_argument("--json", help="write the index to this JSON file")
+    idx.add_argument("--participant-label", nargs="*", default=[])
+    idx.add_argument("--exclude-participant-label", nargs="*", default=[])
+    idx.add_argument("--task", nargs="*", default=[])
+    idx.add_argument("--session", nargs="*", default=[])
+    idx.add_argument("--volume-marker", default="Response/R128")
+    idx.add_argument("--unpaired-eeg", choices=("warn", "error"), default="warn")
+    idx.add_argument("--no-check-images", action="store_true", help="do not read NIfTI headers")
+    idx.set_defaults(func=_cmd_index)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NeuroFuseError as err:
+        print(f"neurofuse: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neurofuse: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

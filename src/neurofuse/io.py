@@ -1,0 +1,46 @@
+"""Atomic file writes: a reader never sees a half-written output at its final path.
+
+Write to a temporary name in the same folder, then ``os.replace`` it into place (atomic
+on POSIX file systems). An interrupted job leaves at most a ``.tmp-*`` file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it to ``path`` if the block succeeds.
+
+    ``suffix`` keeps an extension that a writer needs to see (e.g. ``.nii.gz``).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, only_if_changed: bool = False) -> bool:
+    """Write ``text`` to ``path`` atomically. Returns False when nothing had to change."""
+    target = Path(path)
+    if only_if_changed and target.is_file():
+        try:
+            if target.read_text(encoding="utf-8") == text:
+                return False
+        except (OSError, UnicodeDecodeError):
+            pass
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return True
