@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from neurofuse import __version__
+from neurofuse.config import validate_config
 from neurofuse.errors import NeuroFuseError
 
 
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.set_defaults(func=_cmd_simulate)
 
+    defaults = validate_config({})
     idx = sub.add_parser("index", help="index a BIDS dataset and check it")
     idx.add_argument("bids_dir")
     idx.add_argument("--json", help="write the index to this JSON file")
@@ -102,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     idx.add_argument("--exclude-participant-label", nargs="*", default=[])
     idx.add_argument("--task", nargs="*", default=[])
     idx.add_argument("--session", nargs="*", default=[])
-    idx.add_argument("--volume-marker", default="Response/R128")
-    idx.add_argument("--unpaired-eeg", choices=("warn", "error"), default="warn")
+    idx.add_argument("--volume-marker", default=defaults["eeg"]["volume_marker"])
+    idx.add_argument("--unpaired-eeg", choices=("warn", "error"), default=defaults["pairing"]["unpaired_eeg"])
     idx.add_argument("--no-check-images", action="store_true", help="do not read NIfTI headers")
     idx.set_defaults(func=_cmd_index)
     return parser

@@ -1,0 +1,81 @@
+"""The Snakefile end to end: lint, dry run, DAG, a real run, and bad datasets."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.xdist_group("snakemake")
+
+
+def test_lint_is_clean(workdir, small_dataset):
+    result = workdir.snakemake("--lint", bids_dir=small_dataset)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dry_run_lists_jobs_and_writes_the_index(workdir, small_dataset):
+    result = workdir.snakemake("-n", bids_dir=small_dataset)
+    assert result.returncode == 0, result.stderr
+    assert "report_summarize_dataset" in result.stdout
+    index = json.loads((workdir.path / "results/neurofuse/dataset_index.json").read_text())
+    assert len(index["runs"]) == 2
+
+
+def test_dag_renders(workdir, small_dataset):
+    result = workdir.snakemake("--dag", bids_dir=small_dataset)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.lstrip().startswith("digraph")
+    assert "report_summarize_dataset" in result.stdout
+    dot = shutil.which("dot")
+    if dot:
+        import subprocess
+
+        svg = subprocess.run([dot, "-Tsvg"], input=result.stdout, capture_output=True, text=True, check=True)
+        assert "<svg" in svg.stdout
+
+
+def test_real_run_writes_the_summary(workdir, small_dataset):
+    result = workdir.snakemake("--cores", "2", bids_dir=small_dataset)
+    assert result.returncode == 0, result.stderr
+    assert "dataset summary at" in result.stderr
+    table = pd.read_csv(workdir.path / "results/report/dataset_summary.tsv", sep="\t")
+    truth = json.loads((small_dataset / "derivatives/simulation/truth.json").read_text())
+    assert list(table["subject"].astype(str)) == ["01", "02"]
+    assert (table["pairing"] == "entities").all()
+    tr = float(table["tr_s"].iloc[0])
+    sfreq = float(table["eeg_sfreq_hz"].iloc[0])
+    assert (table["eeg_tr_s"].astype(float) - tr).abs().max() <= 1.0 / sfreq
+    assert (table["n_volumes"] == table["eeg_volume_markers"]).all()
+    assert truth  # the simulator's truth is there to compare with
+    html = (workdir.path / "results/report/dataset_summary.html").read_text()
+    assert "sub-01_task-rest" in html and "EEG-BOLD pairs" in html
+    # A second run has nothing to do.
+    again = workdir.snakemake("--cores", "2", bids_dir=small_dataset)
+    assert again.returncode == 0 and "Nothing to be done" in again.stderr
+
+
+def test_missing_bids_dir_is_one_clear_line(workdir, tmp_path):
+    result = workdir.snakemake("-n", bids_dir=tmp_path / "nowhere")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("NeuroFuse:") and "nowhere" in lines[-1] and "bids_dir" in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_dataset_fails_in_the_dry_run(workdir, small_dataset, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(small_dataset, broken)
+    sidecar = broken / "task-rest_bold.json"
+    meta = json.loads(sidecar.read_text())
+    del meta["RepetitionTime"]
+    sidecar.write_text(json.dumps(meta))
+    result = workdir.snakemake("-n", bids_dir=broken)
+    assert result.returncode != 0
+    assert "RepetitionTime" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_participant_label_names_the_ones_present(workdir, small_dataset):
+    result = workdir.snakemake("-n", bids_dir=small_dataset, config=("participant_label=[\"07\"]",))
+    assert result.returncode != 0
+    assert "07" in result.stderr and "01" in result.stderr
