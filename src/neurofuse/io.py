@@ -24,6 +24,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -44,3 +47,12 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, only_if_changed: bo
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return True
+
+
+def save_nifti(img, path: str | os.PathLike) -> None:
+    """Save a nibabel image atomically (``.nii`` or ``.nii.gz`` from the name)."""
+    import nibabel as nib
+
+    suffix = ".nii.gz" if os.fspath(path).endswith(".gz") else ".nii"
+    with atomic_path(path, suffix=suffix) as tmp:
+        nib.save(img, tmp)
