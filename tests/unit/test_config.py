@@ -1,6 +1,5 @@
 """The config schema, config/config.yaml and config/README.md stay in step."""
 
-import re
 from pathlib import Path
 
 import pytest
@@ -62,9 +61,8 @@ def test_every_key_is_used_by_the_workflow_or_library():
     text = "\n".join(sources)
     unused = []
     for key in KEYS:
-        parts = key.split(".")
-        access = "".join(f'["{p}"]' for p in parts)
-        if not re.search(re.escape(access), text):
+        # config["fmri"]["fd_threshold"], or FMRI = config["fmri"] ... FMRI["fd_threshold"]
+        if not all(f'["{part}"]' in text for part in key.split(".")):
             unused.append(key)
     assert not unused, f"config keys never read as config{'[...]'}: {unused}"
 

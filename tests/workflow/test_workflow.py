@@ -3,6 +3,8 @@
 import json
 import shutil
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -36,8 +38,8 @@ def test_dag_renders(workdir, small_dataset):
 
 
 def test_real_run_writes_the_summary(workdir, small_dataset):
-    result = workdir.snakemake("--cores", "2", bids_dir=small_dataset)
-    assert result.returncode == 0, result.stderr
+    result = workdir.snakemake("--cores", "2", bids_dir=small_dataset, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
     assert "dataset summary at" in result.stderr
     table = pd.read_csv(workdir.path / "results/report/dataset_summary.tsv", sep="\t", dtype=str)
     sidecar = json.loads((small_dataset / "task-rest_bold.json").read_text())
@@ -52,10 +54,25 @@ def test_real_run_writes_the_summary(workdir, small_dataset):
     sfreq = float(table["eeg_sfreq_hz"].iloc[0])
     assert (table["eeg_tr_s"].astype(float) - tr).abs().max() <= 1.0 / sfreq
     assert (table["n_volumes"].astype(int) == table["eeg_volume_markers"].astype(int)).all()
+    # fMRI: confounds and the normalised series, scored against the simulator's truth.
+    for sub in ("01", "02"):
+        func = workdir.path / f"results/sub-{sub}/func"
+        confounds = pd.read_csv(func / f"sub-{sub}_task-rest_desc-confounds_timeseries.tsv", sep="\t",
+                                na_values="n/a")
+        truth = pd.read_csv(small_dataset / f"derivatives/simulation/sub-{sub}/func/"
+                            f"sub-{sub}_task-rest_desc-truemotion_timeseries.tsv", sep="\t")
+        fd = confounds["framewise_displacement"].to_numpy()[1:]
+        fd_true = truth["framewise_displacement"].to_numpy()[1:]
+        assert np.corrcoef(fd, fd_true)[0, 1] > 0.99
+        assert np.abs(fd - fd_true).mean() < 0.05
+        preproc = nib.load(func / f"sub-{sub}_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz")
+        assert preproc.shape[3] == len(truth)
+        assert np.allclose(preproc.header.get_zooms()[:3], 2.0)
+        assert (workdir.path / f"results/sub-{sub}/figures/sub-{sub}_task-rest_desc-carpet_bold.png").stat().st_size > 1000
     html = (workdir.path / "results/report/dataset_summary.html").read_text()
     assert "sub-01_task-rest" in html and "EEG-BOLD pairs" in html
     # A second run has nothing to do.
-    again = workdir.snakemake("--cores", "2", bids_dir=small_dataset)
+    again = workdir.snakemake("--cores", "2", bids_dir=small_dataset, timeout=900)
     assert again.returncode == 0 and "Nothing to be done" in again.stderr
 
 

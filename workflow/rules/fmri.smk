@@ -1,0 +1,181 @@
+# fMRI preprocessing, per BOLD run, in fMRIPrep's order: head motion on the raw series,
+# slice timing, BOLD->T1w and T1w->MNI registration, one composed resampling, confounds.
+FMRI = config["fmri"]
+
+
+rule fmri_estimate_head_motion:
+    input:
+        bold=lambda wc: bids_file(run_of(wc).bold.path),
+    output:
+        motion=work("func", desc="hmc", suffix="motion", extension=".tsv"),
+        boldref=work("func", desc="hmc", suffix="boldref", extension=".nii.gz"),
+    params:
+        reference=FMRI["motion_reference"],
+    log:
+        f"{LOGS}/fmri_estimate_head_motion/{{sdir}}/{{run}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/fmri_estimate_head_motion/{{sdir}}/{{run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../scripts/fmri_estimate_head_motion.py"
+
+
+rule fmri_correct_slice_timing:
+    input:
+        bold=lambda wc: bids_file(run_of(wc).bold.path),
+    output:
+        bold=temp(work("func", desc="stc", suffix="bold", extension=".nii.gz")),
+        json=work("func", desc="stc", suffix="bold", extension=".json"),
+    params:
+        metadata=lambda wc: run_of(wc).bold.metadata,
+        ref_time=FMRI["slice_time_ref"],
+    log:
+        f"{LOGS}/fmri_correct_slice_timing/{{sdir}}/{{run}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../scripts/fmri_correct_slice_timing.py"
+
+
+rule anat_register_t1w_to_template:
+    input:
+        t1w=lambda wc: bids_file(T1W_FILES[(wc.adir, wc.anat)]),
+    output:
+        affine=anat_work(**T1W_TO_MNI, suffix="xfm", extension=".mat"),
+        warp=anat_work(**T1W_TO_MNI, suffix="warp", extension=".nii.gz"),
+    params:
+        resolution=FMRI["registration_resolution"],
+        seed=config["seed"],
+    log:
+        f"{LOGS}/anat_register_t1w_to_template/{{adir}}/{{anat}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/anat_register_t1w_to_template/{{adir}}/{{anat}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        "../scripts/anat_register_t1w_to_template.py"
+
+
+rule fmri_register_bold_reference:
+    input:
+        unpack(t1w_of_run),
+        boldref=rules.fmri_estimate_head_motion.output.boldref,
+    output:
+        affine=work("func", desc="coreg", suffix="xfm", extension=".mat"),
+    params:
+        bold_to_t1w=FMRI["bold_to_t1w"],
+        resolution=FMRI["registration_resolution"],
+        seed=config["seed"],
+    log:
+        f"{LOGS}/fmri_register_bold_reference/{{sdir}}/{{run}}.log",
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../scripts/fmri_register_bold_reference.py"
+
+
+rule fmri_resample_bold_to_template:
+    input:
+        bold=rules.fmri_correct_slice_timing.output.bold,
+        stc_json=rules.fmri_correct_slice_timing.output.json,
+        boldref=rules.fmri_estimate_head_motion.output.boldref,
+        motion=rules.fmri_estimate_head_motion.output.motion,
+        transforms=fmri_transforms,
+    output:
+        bold=out("func", space="MNI152NLin2009cAsym", desc="preproc", suffix="bold", extension=".nii.gz"),
+        json=out("func", space="MNI152NLin2009cAsym", desc="preproc", suffix="bold", extension=".json"),
+        mask=out("func", space="MNI152NLin2009cAsym", desc="brain", suffix="mask", extension=".nii.gz"),
+        boldref=out("func", space="MNI152NLin2009cAsym", suffix="boldref", extension=".nii.gz"),
+    params:
+        resolution=FMRI["output_resolution"],
+        seed=config["seed"],
+        sources=lambda wc: [f"bids:raw:{run_of(wc).bold.path}"],
+    log:
+        f"{LOGS}/fmri_resample_bold_to_template/{{sdir}}/{{run}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/fmri_resample_bold_to_template/{{sdir}}/{{run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        "../scripts/fmri_resample_bold_to_template.py"
+
+
+rule fmri_compute_confounds:
+    input:
+        motion=rules.fmri_estimate_head_motion.output.motion,
+        bold=rules.fmri_resample_bold_to_template.output.bold,
+        mask=rules.fmri_resample_bold_to_template.output.mask,
+    output:
+        tsv=out("func", desc="confounds", suffix="timeseries", extension=".tsv"),
+        json=out("func", desc="confounds", suffix="timeseries", extension=".json"),
+    params:
+        fd_threshold=FMRI["fd_threshold"],
+        dvars_threshold=FMRI["dvars_threshold"],
+    log:
+        f"{LOGS}/fmri_compute_confounds/{{sdir}}/{{run}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        ENV
+    script:
+        "../scripts/fmri_compute_confounds.py"
+
+
+rule fmri_plot_qc:
+    input:
+        confounds=rules.fmri_compute_confounds.output.tsv,
+        bold=rules.fmri_resample_bold_to_template.output.bold,
+        mask=rules.fmri_resample_bold_to_template.output.mask,
+        boldref=rules.fmri_resample_bold_to_template.output.boldref,
+    output:
+        motion=out("figures", desc="motion", suffix="bold", extension=".svg"),
+        carpet=out("figures", desc="carpet", suffix="bold", extension=".png"),
+        registration=out("figures", desc="registration", suffix="bold", extension=".svg"),
+    params:
+        tr=lambda wc: run_of(wc).bold.repetition_time,
+        fd_threshold=FMRI["fd_threshold"],
+        resolution=FMRI["output_resolution"],
+    log:
+        f"{LOGS}/fmri_plot_qc/{{sdir}}/{{run}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        ENV
+    script:
+        "../scripts/fmri_plot_qc.py"
+
+
+FMRI_TARGETS = expand_runs(
+    [
+        rules.fmri_compute_confounds.output.tsv,
+        rules.fmri_plot_qc.output.carpet,
+        rules.fmri_plot_qc.output.motion,
+        rules.fmri_plot_qc.output.registration,
+    ],
+    INDEX.bold_runs(),
+)
