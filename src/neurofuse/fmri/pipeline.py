@@ -27,11 +27,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 
 from neurofuse.fmri import confounds as confounds_mod
 from neurofuse.fmri import motion as motion_mod
-from neurofuse.fmri import qc, registration, resample, slice_timing
+from neurofuse.fmri import qc, registration, resample, steps
 
 log = logging.getLogger(__name__)
 
@@ -71,37 +70,26 @@ def preprocess_run(
         return value
 
     tr = float(metadata["RepetitionTime"])
-    n_vol = nib.load(os.fspath(bold_file)).shape[3]
 
     files["motion"] = str(out / "motion.tsv")
     files["boldref"] = str(out / "boldref.nii.gz")
     timed("motion", motion_mod.estimate_motion, bold_file, files["motion"],
           out_reference=files["boldref"], reference=reference, n_reference=n_reference)
 
-    stc_input = bold_file
-    if slice_timing.should_correct_slice_timing(metadata, n_vol, source=bold_file):
-        times, axis = slice_timing.slice_times_in_index_order(metadata)
-        files["stc"] = str(out / "stc_bold.nii.gz")
-        meta.update(timed("slice_timing", slice_timing.correct_slice_timing, bold_file, files["stc"],
-                          times, tr, slice_axis=axis))
-        stc_input = files["stc"]
-    else:
-        meta["SliceTimingCorrected"] = False
+    files["stc"] = str(out / "stc_bold.nii.gz")
+    meta.update(timed("slice_timing", steps.correct_slice_timing_step, bold_file, files["stc"],
+                      str(out / "stc_bold.json"), metadata))
+    stc_input = files["stc"]
 
+    files["bold_affine"] = str(out / "boldref_coreg_affine.mat")
     if t1w_file is not None:
         files["t1w_affine"] = str(out / "t1w_to_mni_affine.mat")
         files["t1w_warp"] = str(out / "t1w_to_mni_warp.nii.gz")
         t1 = timed("t1w_to_mni", registration.register_t1w_to_template, t1w_file,
                    files["t1w_affine"], files["t1w_warp"], resolution=registration_resolution, seed=seed)
-        files["bold_affine"] = str(out / "boldref_to_t1w_affine.mat")
-        b2t = timed("bold_to_t1w", registration.register_bold_to_t1w, files["boldref"], t1w_file,
-                    files["bold_affine"], type_of_transform=bold_to_t1w, seed=seed)
-        transforms = t1.forward + b2t.forward
-    else:
-        files["bold_affine"] = str(out / "boldref_to_mni_affine.mat")
-        b2m = timed("bold_to_mni", registration.register_bold_to_template, files["boldref"],
-                    files["bold_affine"], resolution=registration_resolution, seed=seed)
-        transforms = b2m.forward
+    b2x = timed("bold_coreg", steps.register_bold_reference, files["boldref"], files["bold_affine"],
+                t1w_file=t1w_file, bold_to_t1w=bold_to_t1w, resolution=registration_resolution, seed=seed)
+    transforms = (t1.forward if t1w_file is not None else []) + b2x.forward
     files["transforms"] = transforms  # type: ignore[assignment]
 
     files["preproc"] = str(out / "space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz")
