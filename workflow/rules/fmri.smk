@@ -10,6 +10,7 @@ rule fmri_estimate_head_motion:
         motion=work("func", desc="hmc", suffix="motion", extension=".tsv"),
         boldref=work("func", desc="hmc", suffix="boldref", extension=".nii.gz"),
     params:
+        backend=FMRI["backend"],
         reference=FMRI["motion_reference"],
     log:
         f"{LOGS}/fmri_estimate_head_motion/{{sdir}}/{{run}}.log",
@@ -34,6 +35,7 @@ rule fmri_correct_slice_timing:
     params:
         metadata=lambda wc: run_of(wc).bold.metadata,
         ref_time=FMRI["slice_time_ref"],
+        backend=FMRI["backend"],
     log:
         f"{LOGS}/fmri_correct_slice_timing/{{sdir}}/{{run}}.log",
     threads: 1

@@ -10,4 +10,5 @@ run_logged(
     snakemake.output.json,
     snakemake.params.metadata,
     ref_time=snakemake.params.ref_time,
+    backend=snakemake.params.backend,
 )

@@ -28,15 +28,18 @@ def correct_slice_timing_step(
     metadata: Mapping[str, Any],
     *,
     ref_time: float | None = None,
+    backend: str = "native",
 ) -> dict[str, Any]:
-    """Slice-timing correction, or a copy of the input with a logged warning when the
-    sidecar has no usable ``SliceTiming`` (as fMRIPrep does). Always writes ``out_json``
-    saying which happened."""
+    """Slice-timing correction with the configured backend, or a copy of the input with a
+    logged warning when the sidecar has no usable ``SliceTiming`` (as fMRIPrep does).
+    Always writes ``out_json`` saying which happened."""
+    from neurofuse.fmri.backends import run_backend_slice_timing
+
     n_volumes = nib.load(os.fspath(bold_file)).shape[3]
     if slice_timing.should_correct_slice_timing(metadata, n_volumes, source=bold_file):
         times, axis = slice_timing.slice_times_in_index_order(metadata)
-        return slice_timing.correct_slice_timing(
-            bold_file, out_file, times, float(metadata["RepetitionTime"]), ref_time,
+        return run_backend_slice_timing(
+            backend, bold_file, out_file, times, float(metadata["RepetitionTime"]), ref_time,
             slice_axis=axis, out_json=out_json,
         )
     with atomic_path(out_file, suffix=".nii.gz") as tmp:
