@@ -76,6 +76,6 @@ def iter_keys(schema: Mapping[str, Any], prefix: str = "") -> list[str]:
     for name, sub in schema.get("properties", {}).items():
         dotted = f"{prefix}{name}"
         keys.append(dotted)
-        if sub.get("type") == "object":
+        if "properties" in sub:
             keys.extend(iter_keys(sub, dotted + "."))
     return keys

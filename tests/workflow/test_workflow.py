@@ -69,6 +69,16 @@ def test_real_run_writes_the_summary(workdir, small_dataset):
         assert preproc.shape[3] == len(truth)
         assert np.allclose(preproc.header.get_zooms()[:3], 2.0)
         assert (workdir.path / f"results/sub-{sub}/figures/sub-{sub}_task-rest_desc-carpet_bold.png").stat().st_size > 1000
+    # EEG: band power on the fMRI grid follows the true alpha envelope.
+    for sub in ("01", "02"):
+        bands = pd.read_csv(workdir.path / f"results/sub-{sub}/eeg/sub-{sub}_task-rest_desc-eegbands_timeseries.tsv",
+                            sep="\t")
+        drivers = pd.read_csv(small_dataset / f"derivatives/simulation/sub-{sub}/func/"
+                              f"sub-{sub}_task-rest_desc-drivers_timeseries.tsv", sep="\t")
+        assert len(bands) == len(drivers)
+        assert np.corrcoef(bands["alpha_mean_hrf"], drivers["alpha_hrf"])[0, 1] > 0.75
+        clean = workdir.path / f"results/sub-{sub}/eeg/sub-{sub}_task-rest_desc-clean_eeg.fif"
+        assert clean.stat().st_size > 100_000
     html = (workdir.path / "results/report/dataset_summary.html").read_text()
     assert "sub-01_task-rest" in html and "EEG-BOLD pairs" in html
     # A second run has nothing to do.

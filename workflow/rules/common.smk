@@ -78,3 +78,28 @@ def fmri_transforms(wildcards):
 def t1w_of_run(wildcards):
     run = run_of(wildcards)
     return {"t1w": bids_file(run.t1w)} if run.t1w else {}
+
+
+# EEG: in-scanner runs (volume markers found) get gradient and BCG removal first.
+def eeg_in_scanner(run):
+    return bool(run.eeg and run.eeg.n_volume_markers)
+
+
+def eeg_raw_file(wildcards):
+    return bids_file(run_of(wildcards).eeg.path)
+
+
+def eeg_clean_input(wildcards):
+    """The BCG-corrected EEG for in-scanner runs, the raw recording otherwise."""
+    run = run_of(wildcards)
+    if eeg_in_scanner(run):
+        return work("eeg", desc="bcg", suffix="eeg", extension=".fif").format(**wildcards)
+    return bids_file(run.eeg.path)
+
+
+def bold_timing(wildcards):
+    """TR, volumes and slice times of the run's BOLD (None for EEG-only runs)."""
+    bold = run_of(wildcards).bold
+    if bold is None:
+        return {"tr": None, "n_volumes": None, "slice_times": None}
+    return {"tr": bold.repetition_time, "n_volumes": bold.n_volumes, "slice_times": bold.slice_timing}

@@ -1,0 +1,111 @@
+# EEG preprocessing, per EEG run: gradient and BCG artifact removal for runs recorded in
+# the scanner, then filtering, bad channels and ICA, then band power on the fMRI grid.
+EEG = config["eeg"]
+
+
+rule eeg_remove_gradient_artifact:
+    input:
+        eeg=eeg_raw_file,
+    output:
+        eeg=work("eeg", desc="gradient", suffix="eeg", extension=".fif"),
+        log=work("eeg", desc="gradient", suffix="log", extension=".json"),
+        qc=out("figures", desc="gradient", suffix="eeg", extension=".png"),
+    params:
+        volume_marker=EEG["volume_marker"],
+        sfreq_out=EEG["sfreq"],
+        timing=bold_timing,
+    log:
+        f"{LOGS}/eeg_remove_gradient_artifact/{{sdir}}/{{run}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/eeg_remove_gradient_artifact/{{sdir}}/{{run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../scripts/eeg_remove_gradient_artifact.py"
+
+
+rule eeg_remove_bcg_artifact:
+    input:
+        eeg=rules.eeg_remove_gradient_artifact.output.eeg,
+    output:
+        eeg=work("eeg", desc="bcg", suffix="eeg", extension=".fif"),
+        rpeaks=out("eeg", desc="rpeaks", suffix="events", extension=".tsv"),
+        log=work("eeg", desc="bcg", suffix="log", extension=".json"),
+        qc=out("figures", desc="bcg", suffix="eeg", extension=".png"),
+        rpeaks_qc=out("figures", desc="rpeaks", suffix="eeg", extension=".png"),
+    params:
+        method=EEG["bcg_method"],
+    log:
+        f"{LOGS}/eeg_remove_bcg_artifact/{{sdir}}/{{run}}.log",
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    conda:
+        ENV
+    script:
+        "../scripts/eeg_remove_bcg_artifact.py"
+
+
+rule eeg_clean_signal:
+    input:
+        eeg=eeg_clean_input,
+    output:
+        eeg=out("eeg", desc="clean", suffix="eeg", extension=".fif"),
+        log=out("eeg", desc="clean", suffix="log", extension=".json"),
+        qc=out("figures", desc="clean", suffix="eeg", extension=".png"),
+        ica=out("figures", desc="ica", suffix="eeg", extension=".png"),
+    params:
+        l_freq=EEG["l_freq"],
+        h_freq=EEG["h_freq"],
+        ica_method=EEG["ica_method"],
+        line_freq=lambda wc: run_of(wc).eeg.metadata.get("PowerLineFrequency", 50),
+        seed=config["seed"],
+    log:
+        f"{LOGS}/eeg_clean_signal/{{sdir}}/{{run}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/eeg_clean_signal/{{sdir}}/{{run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../scripts/eeg_clean_signal.py"
+
+
+rule eeg_compute_band_power:
+    input:
+        eeg=rules.eeg_clean_signal.output.eeg,
+    output:
+        tsv=out("eeg", desc="eegbands", suffix="timeseries", extension=".tsv"),
+        json=out("eeg", desc="eegbands", suffix="timeseries", extension=".json"),
+    params:
+        bands=EEG["bands"],
+        volume_marker=lambda wc: EEG["volume_marker"] if eeg_in_scanner(run_of(wc)) else None,
+        window_s=EEG["window_s"],
+        timing=bold_timing,
+    log:
+        f"{LOGS}/eeg_compute_band_power/{{sdir}}/{{run}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    script:
+        "../scripts/eeg_compute_band_power.py"
+
+
+EEG_TARGETS = expand_runs(
+    [rules.eeg_compute_band_power.output.tsv, rules.eeg_clean_signal.output.ica],
+    INDEX.eeg_runs(),
+) + expand_runs(
+    [rules.eeg_remove_bcg_artifact.output.rpeaks_qc, rules.eeg_remove_gradient_artifact.output.qc],
+    [run for run in INDEX.eeg_runs() if eeg_in_scanner(run)],
+)
