@@ -2,8 +2,11 @@
 
     neurofuse simulate OUT [--small] [--subjects N] ...   write a ground-truth EEG-fMRI BIDS dataset
     neurofuse index BIDS_DIR [--json FILE] ...           index a dataset and print what was found
+    neurofuse audit RESULTS [--json] [--rerun] ...        check outputs against the provenance manifest
 
 Bad input ends with one line on stderr (file, problem, what to do) and exit code 2.
+``audit`` exits 0 when every output matches its manifest (and, with ``--rerun``, the
+re-run reproduces them), 1 when not.
 """
 
 from __future__ import annotations
@@ -77,6 +80,52 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    from neurofuse.provenance.audit import audit_results
+
+    report = audit_results(args.results, manifest_file=args.manifest)
+    document = {"audit": report.to_dict()}
+    passed = report.ok
+    if args.json is None:
+        table = report.table(problems_only=args.problems_only)
+        if table:
+            print(table)
+        if report.dataset_problem:
+            print(f"dataset: {report.dataset_problem}")
+        print(report.summary())
+    if args.rerun:
+        from neurofuse.provenance.rerun import rerun_and_compare
+
+        scratch = args.scratch or tempfile.mkdtemp(prefix="neurofuse-rerun-")
+        print(f"re-running the recorded workflow into {scratch} (Snakemake log: {scratch}/rerun.log) ...",
+              file=sys.stderr)
+        rerun = rerun_and_compare(args.results, scratch, manifest_file=args.manifest, snakefile=args.snakefile,
+                                  cores=args.cores, rtol=args.rtol, atol=args.atol)
+        document["rerun"] = rerun.to_dict(strict=args.strict)
+        passed = passed and rerun.passed(strict=args.strict)
+        if args.json is None:
+            table = rerun.table(problems_only=args.problems_only)
+            if table:
+                print(table)
+            for note in rerun.context:
+                print(f"note: {note}")
+            print(rerun.summary(strict=args.strict))
+    if args.json is not None:
+        document["passed"] = passed
+        text = json.dumps(document, indent=2, sort_keys=True)
+        if args.json == "-":
+            print(text)
+        else:
+            from neurofuse.io import atomic_write_text
+
+            atomic_write_text(args.json, text + "\n")
+            print(report.summary())
+    return 0 if passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurofuse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"neurofuse {__version__}")
@@ -108,6 +157,24 @@ def build_parser() -> argparse.ArgumentParser:
     idx.add_argument("--unpaired-eeg", choices=("warn", "error"), default=defaults["pairing"]["unpaired_eeg"])
     idx.add_argument("--no-check-images", action="store_true", help="do not read NIfTI headers")
     idx.set_defaults(func=_cmd_index)
+
+    from neurofuse.provenance.compare import DEFAULT_ATOL, DEFAULT_RTOL
+
+    aud = sub.add_parser("audit", help="check a results folder against its provenance manifest")
+    aud.add_argument("results", help="the workflow's output folder (config output_dir)")
+    aud.add_argument("--manifest", help="manifest file (default: RESULTS/neurofuse/provenance.json)")
+    aud.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                     help="write the report as JSON to FILE (or to stdout without FILE)")
+    aud.add_argument("--problems-only", action="store_true", help="leave matching (and, with --rerun, bit-identical) files out of the tables")
+    aud.add_argument("--rerun", action="store_true",
+                     help="re-execute the recorded run into a scratch folder and compare every output")
+    aud.add_argument("--scratch", help="empty folder for --rerun (default: a new temporary folder, kept)")
+    aud.add_argument("--snakefile", help="Snakefile for --rerun (default: the recorded workflow's)")
+    aud.add_argument("--cores", type=_positive_int, default=1, help="cores for --rerun (default: 1)")
+    aud.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help=f"relative tolerance (default {DEFAULT_RTOL:g})")
+    aud.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"absolute tolerance (default {DEFAULT_ATOL:g})")
+    aud.add_argument("--strict", action="store_true", help="with --rerun: pass only if every output is bit-identical")
+    aud.set_defaults(func=_cmd_audit)
     return parser
 
 

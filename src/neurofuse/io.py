@@ -56,3 +56,33 @@ def save_nifti(img, path: str | os.PathLike) -> None:
     suffix = ".nii.gz" if os.fspath(path).endswith(".gz") else ".nii"
     with atomic_path(path, suffix=suffix) as tmp:
         nib.save(img, tmp)
+
+
+#: ``savefig(metadata=...)`` per format that leaves out the creation date.
+_FIGURE_METADATA = {
+    "svg": {"Date": None},
+    "pdf": {"CreationDate": None, "ModDate": None},
+}
+
+#: Salt of matplotlib's SVG element ids (the default is a random UUID per save).
+SVG_HASH_SALT = "neurofuse"
+
+
+def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
+    """Save a matplotlib figure atomically and byte-reproducibly (format from the extension).
+
+    Matplotlib writes the save time into SVG (``<dc:date>``) and PDF files and, for SVG,
+    element ids salted with a random UUID, so the same figure gives different bytes on
+    every save. This drops the dates, fixes the salt (``svg.hashsalt``) and writes
+    through a file handle so that no (temporary) file name ends up in the file. PNG is
+    reproducible as it is. PS/EPS still carry the save time unless ``SOURCE_DATE_EPOCH``
+    is set. Other keyword arguments go to ``Figure.savefig``.
+    """
+    import matplotlib
+
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    metadata = dict(_FIGURE_METADATA.get(fmt, {}))
+    metadata.update(savefig_kwargs.pop("metadata", None) or {})
+    with matplotlib.rc_context({"svg.hashsalt": SVG_HASH_SALT}):
+        with atomic_path(path, suffix=f".{fmt}") as tmp, open(tmp, "wb") as handle:
+            fig.savefig(handle, format=fmt, metadata=metadata or None, **savefig_kwargs)

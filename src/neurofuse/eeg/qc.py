@@ -15,6 +15,8 @@ import mne  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.signal import welch  # noqa: E402
 
+from neurofuse.io import save_figure  # noqa: E402
+
 __all__ = ["plot_spectra", "plot_rpeaks", "plot_ica_removed"]
 
 
@@ -57,7 +59,7 @@ def plot_spectra(
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -83,7 +85,7 @@ def plot_rpeaks(ecg: np.ndarray, sfreq: float, rpeaks: np.ndarray, path: str | P
         a2.set_xlabel("time (s)")
         a2.set_title(f"heart rate {60 / np.median(rr):.0f} bpm (median)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -99,7 +101,7 @@ def plot_ica_removed(ica: mne.preprocessing.ICA | None, record: Mapping[str, Any
         fig, ax = plt.subplots(figsize=(5, 2), dpi=100)
         ax.axis("off")
         ax.text(0.5, 0.5, "no ICA components removed" if ica is not None else "ICA not run", ha="center", va="center")
-        fig.savefig(path)
+        save_figure(fig, path)
         plt.close(fig)
         return path
     n = len(exclude)
@@ -117,6 +119,6 @@ def plot_ica_removed(ica: mne.preprocessing.ICA | None, record: Mapping[str, Any
         ax.axis("off")
     fig.suptitle("ICA components removed", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path

@@ -20,13 +20,11 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from neurofuse.io import atomic_path  # noqa: E402
+from neurofuse.io import save_figure  # noqa: E402
 
 
 def _save_figure(fig: plt.Figure, out_file: str | os.PathLike, dpi: int = 100) -> str:
-    suffix = os.path.splitext(os.fspath(out_file))[1] or ".png"
-    with atomic_path(out_file, suffix=suffix) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=suffix.lstrip("."))
+    save_figure(fig, out_file, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return os.fspath(out_file)
 
