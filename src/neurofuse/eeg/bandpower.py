@@ -167,7 +167,8 @@ def band_power_table(
     n_columns) in µV², the BIDS-style JSON sidecar describing every column, and what
     :func:`volume_windows` did.
     """
-    bands = dict(bands or DEFAULT_BANDS)
+    # Ordered by frequency, so the columns do not depend on the order a config lists them in.
+    bands = dict(sorted((bands or DEFAULT_BANDS).items(), key=lambda item: (item[1][0], item[1][1], item[0])))
     for name, (f1, f2) in bands.items():
         if not (0 < f1 < f2):
             raise NeuroFuseError(f"band '{name}' must have 0 < low < high, got {f1}-{f2} Hz")

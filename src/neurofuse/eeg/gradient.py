@@ -271,7 +271,6 @@ def average_artifact(
     window = int(min(max(window, 1), n_ep))
     lo = np.clip(np.arange(n_ep) - window // 2, 0, n_ep - window)
     hi = lo + window
-    count = (hi - lo).astype(float)
     weight = np.full(len(om), 2.0)
     weight[0] = 1.0
     if nfft % 2 == 0:

@@ -8,6 +8,7 @@ times, writing JSON logs) in one place.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from os import PathLike
@@ -18,6 +19,7 @@ import mne
 import numpy as np
 
 from neurofuse.errors import NeuroFuseError
+from neurofuse.io import atomic_path
 
 __all__ = [
     "read_raw",
@@ -89,11 +91,26 @@ def write_raw(raw: mne.io.BaseRaw, path: str | PathLike) -> Path:
     return path
 
 
+def _without_timings(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _without_timings(v) for k, v in obj.items() if k != "seconds"}
+    if isinstance(obj, list):
+        return [_without_timings(v) for v in obj]
+    return obj
+
+
 def write_json(obj: Mapping[str, Any], path: str | PathLike) -> Path:
-    """Write a log dictionary as indented JSON (numpy scalars and arrays are converted)."""
+    """Write a log dictionary as indented JSON (numpy scalars and arrays are converted).
+
+    Wall-clock timings (``seconds`` entries) go to the Python log, not into the file: an
+    output must have the same bytes on every re-run (``neurofuse audit --rerun``).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    if "seconds" in obj:
+        logging.getLogger(__name__).info("%s: step timings (s): %s", path.name, obj["seconds"])
+    text = json.dumps(_without_timings(obj), indent=2, default=_jsonable) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 
