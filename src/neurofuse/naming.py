@@ -23,7 +23,10 @@ ENTITY_ORDER: tuple[str, ...] = (
     "rec", "dir", "run", "mod", "echo", "flip", "inv", "mt", "part", "proc", "hemi",
     "space", "split", "recording", "chunk", "seg", "res", "den", "label", "desc",
 )
-_RANK = {key: i for i, key in enumerate(ENTITY_ORDER)}
+#: Derivative entities outside the raw specification, after ``desc`` (BIDS Stats Models and
+#: fMRIPrep/nilearn put the statistic of a ``_statmap`` last: ``desc-alpha_stat-z``).
+DERIVATIVE_ENTITIES: tuple[str, ...] = ("stat",)
+_RANK = {key: i for i, key in enumerate(ENTITY_ORDER + DERIVATIVE_ENTITIES)}
 
 #: Entities that identify an acquisition (they make up a run prefix).
 RAW_ENTITIES: tuple[str, ...] = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo")

@@ -33,6 +33,7 @@ def test_dry_run_over_skeleton(spec_path, workdir, tmp_path):
     jobs = _job_counts(result.stdout)
     expect = spec["expect"]
     assert jobs.get("report_summarize_dataset") == 1
+    assert jobs.get("report_build_group") == 1 and jobs.get("report_build_subject", 0) >= 1
     assert jobs.get("fmri_estimate_head_motion", 0) == expect["bold"]
     assert jobs.get("fmri_resample_bold_to_template", 0) == expect["bold"]
     assert jobs.get("eeg_clean_signal", 0) == expect["eeg"]

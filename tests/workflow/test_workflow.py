@@ -1,6 +1,7 @@
 """The Snakefile end to end: lint, dry run, DAG, a real run, and bad datasets."""
 
 import json
+import re
 import shutil
 
 import nibabel as nib
@@ -84,6 +85,21 @@ def test_real_run_writes_the_summary(workdir, small_dataset):
     # A second run has nothing to do.
     again = workdir.snakemake("--cores", "2", bids_dir=small_dataset, timeout=900)
     assert again.returncode == 0 and "Nothing to be done" in again.stderr
+    # HTML reports: one per subject and the group report, every image and link resolves.
+    report_dir = workdir.path / "results/report"
+    assert "report at results/report/group.html" in result.stderr
+    pages = [report_dir / "group.html"] + [report_dir / f"sub-{sub}.html" for sub in table["subject"]]
+    for page, run_ids in zip(pages, [list(table["run"])] + [[run] for run in table["run"]]):
+        text = page.read_text()
+        assert all(run in text for run in run_ids), page
+        refs = re.findall(r'(?:src|href)="([^"#][^"]*)"', text)
+        assert refs and all((report_dir / ref).is_file() for ref in refs), page
+    assert "Framewise displacement, mean" in pages[1].read_text() and "R-peaks found" in pages[1].read_text()
+    # Snakemake's own report over the same run.
+    zipped = workdir.path / "report.zip"
+    snakemake_report = workdir.snakemake("--report", str(zipped), bids_dir=small_dataset, timeout=600)
+    assert snakemake_report.returncode == 0, snakemake_report.stderr[-3000:]
+    assert zipped.stat().st_size > 10_000
 
 
 def test_missing_bids_dir_is_one_clear_line(workdir, tmp_path):

@@ -103,3 +103,96 @@ def bold_timing(wildcards):
     if bold is None:
         return {"tr": None, "n_volumes": None, "slice_times": None}
     return {"tr": bold.repetition_time, "n_volumes": bold.n_volumes, "slice_times": bold.slice_timing}
+
+
+# Report: the files the HTML reports show (rules/report.smk). ---------------------------
+def report_run_files(run):
+    """QC figures, confounds and EEG step logs of one run, for its subject report."""
+    patterns = []
+    if run.bold:
+        confounds = rules.fmri_compute_confounds.output
+        figures = rules.fmri_plot_qc.output
+        patterns += [confounds.tsv, confounds.json, figures.motion, figures.carpet, figures.registration]
+    if eeg_in_scanner(run):
+        gradient = rules.eeg_remove_gradient_artifact.output
+        bcg = rules.eeg_remove_bcg_artifact.output
+        patterns += [gradient.log, gradient.qc, bcg.log, bcg.qc, bcg.rpeaks_qc]
+    if run.eeg:
+        clean = rules.eeg_clean_signal.output
+        patterns += [clean.log, clean.qc, clean.ica]
+    glm = glm_run_figure(run)
+    return expand_runs(patterns, [run]) + ([glm] if glm else [])
+
+
+def report_subject_files(wildcards):
+    return [path for run in INDEX.runs if run.subject == wildcards.subject for path in report_run_files(run)]
+
+
+def report_group_files(wildcards):
+    """The group fusion outputs (figures, model card) of every task, when fusion runs."""
+    return [path for task in INDEX.tasks for path in fusion_report_inputs(task).values()]
+
+
+def report_methods(wildcards):
+    """The methods text, when a user or a later stage has written it (no job makes it)."""
+    methods = f"{OUT}/report/methods.md"
+    return {"methods": methods} if os.path.exists(methods) else {}
+
+
+# End of Report block. ---------------------------------------------------------------
+
+
+# Fusion: paired runs per task, the bands and the outputs the reports show (rules/fusion.smk).
+FUSION = config["fusion"]
+FUSION_BANDS = FUSION["bands"] or list(config["eeg"]["bands"])
+GROUP = f"{OUT}/group"
+
+
+def fusion_runs(task):
+    """Runs of ``task`` with both BOLD and EEG (fusion needs both)."""
+    return [run for run in INDEX.paired_runs() if run.task == task]
+
+
+def fusion_tasks():
+    return [task for task in INDEX.tasks if fusion_runs(task)]
+
+
+def fusion_run_inputs(wildcards):
+    """Per-run inputs of the group steps: BOLD, mask, band power and confounds of every paired run."""
+    runs = fusion_runs(wildcards.task)
+    pick = lambda pattern: expand_runs([pattern], runs)
+    return {
+        "bold": pick(rules.fmri_resample_bold_to_template.output.bold),
+        "mask": pick(rules.fmri_resample_bold_to_template.output.mask),
+        "bands": pick(rules.eeg_compute_band_power.output.tsv),
+        "confounds": pick(rules.fmri_compute_confounds.output.tsv),
+    }
+
+
+def fusion_glm_maps(wildcards, kind):
+    """First-level effect or variance maps of every paired run of the task, per band."""
+    runs = fusion_runs(wildcards.task)
+    return {band: expand_runs([work("func", desc=band, stat=kind, suffix="statmap", extension=".nii.gz")], runs)
+            for band in FUSION_BANDS}
+
+
+def glm_run_figure(run):
+    """The run's GLM figure, or None when fusion does not apply to it."""
+    if run.bold is None or run.eeg is None:
+        return None
+    return out("figures", desc="glm", suffix="statmap", extension=".png").format(sdir=run.subdir, run=run.id)
+
+
+def fusion_report_inputs(task):
+    """Group fusion outputs of ``task`` that the group report shows ({} without paired runs)."""
+    if not fusion_runs(task):
+        return {}
+    return {
+        "glm_figure": f"{GROUP}/figures/task-{task}_desc-glm_statmap.png",
+        "fusion_figure": f"{GROUP}/figures/task-{task}_desc-fusion_statmap.png",
+        "training_curves": f"{GROUP}/figures/task-{task}_desc-training_curves.svg",
+        "model_card": f"{GROUP}/model/task-{task}_modelcard.json",
+    }
+
+# Names of the deep model's heatmaps: all bands together, then one per band.
+FUSION_MAP_NAMES = ["fusion"] + [f"{band}fusion" for band in FUSION_BANDS]

@@ -9,7 +9,13 @@ rule eeg_remove_gradient_artifact:
     output:
         eeg=work("eeg", desc="gradient", suffix="eeg", extension=".fif"),
         log=work("eeg", desc="gradient", suffix="log", extension=".json"),
-        qc=out("figures", desc="gradient", suffix="eeg", extension=".png"),
+        qc=report(
+            out("figures", desc="gradient", suffix="eeg", extension=".png"),
+            caption="../report/eeg_gradient.rst",
+            category="EEG quality control",
+            subcategory="{run}",
+            labels={"figure": "gradient artifact removal"},
+        ),
     params:
         volume_marker=EEG["volume_marker"],
         sfreq_out=EEG["sfreq"],
@@ -35,8 +41,20 @@ rule eeg_remove_bcg_artifact:
         eeg=work("eeg", desc="bcg", suffix="eeg", extension=".fif"),
         rpeaks=out("eeg", desc="rpeaks", suffix="events", extension=".tsv"),
         log=work("eeg", desc="bcg", suffix="log", extension=".json"),
-        qc=out("figures", desc="bcg", suffix="eeg", extension=".png"),
-        rpeaks_qc=out("figures", desc="rpeaks", suffix="eeg", extension=".png"),
+        qc=report(
+            out("figures", desc="bcg", suffix="eeg", extension=".png"),
+            caption="../report/eeg_bcg.rst",
+            category="EEG quality control",
+            subcategory="{run}",
+            labels={"figure": "BCG removal"},
+        ),
+        rpeaks_qc=report(
+            out("figures", desc="rpeaks", suffix="eeg", extension=".png"),
+            caption="../report/eeg_rpeaks.rst",
+            category="EEG quality control",
+            subcategory="{run}",
+            labels={"figure": "R-peaks"},
+        ),
     params:
         method=EEG["bcg_method"],
     log:
@@ -57,8 +75,20 @@ rule eeg_clean_signal:
     output:
         eeg=out("eeg", desc="clean", suffix="eeg", extension=".fif"),
         log=out("eeg", desc="clean", suffix="log", extension=".json"),
-        qc=out("figures", desc="clean", suffix="eeg", extension=".png"),
-        ica=out("figures", desc="ica", suffix="eeg", extension=".png"),
+        qc=report(
+            out("figures", desc="clean", suffix="eeg", extension=".png"),
+            caption="../report/eeg_clean.rst",
+            category="EEG quality control",
+            subcategory="{run}",
+            labels={"figure": "cleaning"},
+        ),
+        ica=report(
+            out("figures", desc="ica", suffix="eeg", extension=".png"),
+            caption="../report/eeg_ica.rst",
+            category="EEG quality control",
+            subcategory="{run}",
+            labels={"figure": "ICA components removed"},
+        ),
     params:
         l_freq=EEG["l_freq"],
         h_freq=EEG["h_freq"],

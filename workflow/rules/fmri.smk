@@ -153,9 +153,27 @@ rule fmri_plot_qc:
         mask=rules.fmri_resample_bold_to_template.output.mask,
         boldref=rules.fmri_resample_bold_to_template.output.boldref,
     output:
-        motion=out("figures", desc="motion", suffix="bold", extension=".svg"),
-        carpet=out("figures", desc="carpet", suffix="bold", extension=".png"),
-        registration=out("figures", desc="registration", suffix="bold", extension=".svg"),
+        motion=report(
+            out("figures", desc="motion", suffix="bold", extension=".svg"),
+            caption="../report/fmri_motion.rst",
+            category="fMRI quality control",
+            subcategory="{run}",
+            labels={"figure": "head motion"},
+        ),
+        carpet=report(
+            out("figures", desc="carpet", suffix="bold", extension=".png"),
+            caption="../report/fmri_carpet.rst",
+            category="fMRI quality control",
+            subcategory="{run}",
+            labels={"figure": "carpet plot"},
+        ),
+        registration=report(
+            out("figures", desc="registration", suffix="bold", extension=".svg"),
+            caption="../report/fmri_registration.rst",
+            category="fMRI quality control",
+            subcategory="{run}",
+            labels={"figure": "registration"},
+        ),
     params:
         tr=lambda wc: run_of(wc).bold.repetition_time,
         fd_threshold=FMRI["fd_threshold"],

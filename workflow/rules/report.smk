@@ -1,4 +1,6 @@
-# Reports. For now: the dataset summary that every later stage extends.
+# Reports: the dataset summary, one HTML report per subject and the group report.
+# Captions of the figures live in workflow/report/ (shared with `snakemake --report`).
+REPORT_CAPTIONS = os.path.join(workflow.basedir, "report")
 
 
 rule report_summarize_dataset:
@@ -17,3 +19,47 @@ rule report_summarize_dataset:
         ENV
     script:
         "../scripts/report_summarize_dataset.py"
+
+
+rule report_build_subject:
+    input:
+        index=INDEX_FILE,
+        files=report_subject_files,
+    output:
+        html=f"{OUT}/report/sub-{{subject}}.html",
+    params:
+        captions=REPORT_CAPTIONS,
+    log:
+        f"{LOGS}/report_build_subject/sub-{{subject}}.log",
+    wildcard_constraints:
+        subject=r"[A-Za-z0-9]+",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        ENV
+    script:
+        "../scripts/report_build_subject.py"
+
+
+rule report_build_group:
+    input:
+        unpack(report_methods),
+        index=INDEX_FILE,
+        subjects=expand(rules.report_build_subject.output.html, subject=INDEX.subjects),
+        files=report_group_files,
+    output:
+        html=f"{OUT}/report/group.html",
+    params:
+        captions=REPORT_CAPTIONS,
+    log:
+        f"{LOGS}/report_build_group.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        ENV
+    script:
+        "../scripts/report_build_group.py"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from neurofuse import __version__
 from neurofuse.bids.index import DatasetIndex, Run
 from neurofuse.io import atomic_write_text
+from neurofuse.report.html import Section, bullet_list, data_table, facts_table, page
 
 COLUMNS = {
     "run": "Run (raw BIDS entities)",
@@ -77,9 +77,8 @@ def summary_table(index: DatasetIndex) -> pd.DataFrame:
     return pd.DataFrame([run_row(run) for run in index.runs], columns=list(COLUMNS))
 
 
-def _html(index: DatasetIndex, table: pd.DataFrame) -> str:
-    e = escape
-    n_pairs = len(index.paired_runs())
+def dataset_section(index: DatasetIndex, table: pd.DataFrame) -> Section:
+    """The dataset facts, the index's warnings and one row per run (shared with the group report)."""
     facts = [
         ("Dataset", index.name or "(unnamed)"),
         ("Location", index.bids_dir),
@@ -88,36 +87,19 @@ def _html(index: DatasetIndex, table: pd.DataFrame) -> str:
         ("Tasks", ", ".join(index.tasks) or "none"),
         ("BOLD runs", str(len(index.bold_runs()))),
         ("EEG runs", str(len(index.eeg_runs()))),
-        ("EEG-BOLD pairs", str(n_pairs)),
+        ("EEG-BOLD pairs", str(len(index.paired_runs()))),
     ]
-    head = "".join(f"<th title='{e(COLUMNS[c])}'>{e(c)}</th>" for c in table.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>" for row in table.itertuples(index=False)
-    )
-    warnings = "".join(f"<li>{e(w)}</li>" for w in index.warnings) or "<li>none</li>"
-    fact_rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts)
-    legend = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in COLUMNS.items())
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>NeuroFuse dataset summary: {e(index.name or index.bids_dir)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; font-size: 0.85em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; }}
-thead th {{ background: #eef; position: sticky; top: 0; }}
-.warnings li {{ color: #8a4b00; }}
-dt {{ font-weight: bold; float: left; clear: left; width: 12em; }}
-dd {{ margin-left: 13em; }}
-</style></head><body>
-<h1>Dataset summary</h1>
-<table class="facts">{fact_rows}</table>
-<h2>Warnings</h2><ul class="warnings">{warnings}</ul>
-<h2>Runs</h2>
-<table class="runs"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-<h2>Columns</h2><dl>{legend}</dl>
-<p><small>NeuroFuse {e(__version__)}</small></p>
-</body></html>
-"""
+    warnings = bullet_list((escape(w) for w in index.warnings), "warnings") if index.warnings else "<p>none</p>"
+    legend = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in COLUMNS.items())
+    return Section("dataset", "Dataset", facts_table(facts), [
+        Section("warnings", "Warnings", warnings),
+        Section("runs", "Runs", data_table(table, COLUMNS) + f'<dl class="legend">{legend}</dl>'),
+    ])
+
+
+def _html(index: DatasetIndex, table: pd.DataFrame) -> str:
+    lead = "What the workflow works on, as the dataset index sees it, before any processing."
+    return page(f"Dataset summary: {index.name or index.bids_dir}", lead, [dataset_section(index, table)])
 
 
 def write_dataset_summary(index_json: str | Path, *, html: str | Path, tsv: str | Path) -> pd.DataFrame:

@@ -1,0 +1,148 @@
+"""Fusion against known coupling: GLM and deep-model maps, the null, resume, bad input."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from fusion_synth import brain, make_dataset
+from neurofuse.errors import NeuroFuseError
+from neurofuse.fusion.glm import first_level, group_level
+from neurofuse.fusion.train import TrainConfig, fit_fusion, make_folds, prepare, train_fold
+
+torch.set_num_threads(1)  # two pytest workers share two cores: no oversubscription
+
+BANDS = ["delta", "theta", "alpha", "beta", "gamma"]
+#: The simulator's layout (alpha lowers occipital BOLD, beta raises sensorimotor BOLD) and
+#: another one: theta raising frontal BOLD, alpha raising occipital BOLD.
+LAYOUTS = {
+    "goldman": {"alpha": (-0.03, (0, -84, 8), 20), "beta": (0.025, (-38, -24, 56), 18)},
+    "other": {"theta": (0.03, (0, 40, 20), 22), "alpha": (0.03, (0, -84, 8), 20)},
+}
+
+
+def _glm(runs, root):
+    paths = {kind: {b: [] for b in BANDS} for kind in ("z", "effect", "variance")}
+    for r in runs:
+        names = {kind: {b: str(root / f"{r.run}_{b}_{kind}.nii.gz") for b in BANDS} for kind in paths}
+        first_level(r.bold, r.mask, r.bands, r.confounds, tr=r.tr, bands=BANDS, zmaps=names["z"],
+                    effects=names["effect"], variances=names["variance"], smoothing_fwhm=None)
+        for kind in paths:
+            for b in BANDS:
+                paths[kind][b].append(names[kind][b])
+    group = {b: str(root / f"group_{b}_z.nii.gz") for b in BANDS}
+    thresholded = {b: str(root / f"group_{b}_thr.nii.gz") for b in BANDS}
+    log = group_level(paths["effect"], paths["variance"], [r.subject for r in runs], runs[0].mask,
+                      zmaps=group, thresholded=thresholded)
+    return paths["z"], group, thresholded, log
+
+
+def _fit(runs, root, **cfg):
+    maps = {n: str(root / f"fusion_{n}.nii.gz") for n in ["fusion", *BANDS]}
+    log = fit_fusion(runs, BANDS, TrainConfig(n_regions=50, **cfg), maps=maps, model_path=str(root / "model.pt"),
+                     card_json=str(root / "card.json"), card_md=str(root / "card.md"),
+                     history_tsv=str(root / "history.tsv"), checkpoint_dir=str(root / "ckpt"), log=lambda *_: None)
+    return maps, log
+
+
+def _load(path):
+    return np.asarray(nib.load(path).dataobj, dtype=float)
+
+
+@pytest.fixture(scope="module", params=sorted(LAYOUTS))
+def coupled(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(f"fusion-{request.param}")
+    runs, truth = make_dataset(root, couplings=LAYOUTS[request.param], seed=3)
+    return request.param, runs, truth, root
+
+
+def test_glm_finds_each_coupled_region_with_its_sign(coupled):
+    layout, runs, truth, root = coupled
+    zmaps, group, thresholded, _ = _glm(runs, root)
+    inside = brain()
+    for band, (coupling, _, _) in LAYOUTS[layout].items():
+        for path in zmaps[band] + [group[band]]:
+            z = _load(path)
+            assert roc_auc_score(truth[band][inside], np.abs(z[inside])) >= 0.9, (band, path)
+            assert np.sign(z[truth[band]].mean()) == np.sign(coupling)
+        survivors = _load(thresholded[band]) != 0
+        assert survivors.sum() > 20
+        assert (survivors & truth[band]).sum() / survivors.sum() >= 0.8  # what survives FDR is mostly true
+
+
+def test_deep_model_maps_held_out_subjects(coupled):
+    layout, runs, truth, root = coupled
+    maps, log = _fit(runs, root)
+    assert log["scheme"] == "held-out subjects" and len(log["folds"]) == 3
+    inside = brain()
+    for band, (coupling, _, _) in LAYOUTS[layout].items():
+        m = _load(maps[band])
+        assert roc_auc_score(truth[band][inside], np.abs(m[inside])) >= 0.9, band
+        assert np.sign(m[truth[band]].mean()) == np.sign(coupling)
+    card = pd.read_json(root / "card.json", typ="series")
+    assert card["seed"] == 42 and card["validation"]["scheme"] == "held-out subjects"
+
+
+def test_time_shuffled_eeg_maps_show_nothing(tmp_path):
+    runs, truth = make_dataset(tmp_path, couplings=LAYOUTS["goldman"], seed=3, null=True)
+    _, group, thresholded, log = _glm(runs, tmp_path)
+    maps, _ = _fit(runs, tmp_path)
+    for band in LAYOUTS["goldman"]:
+        assert log["bands"][band]["voxels_surviving"] <= 5, band
+        assert abs(_load(maps[band])[truth[band]].mean()) < 0.2  # coupled data: about 0.5
+
+
+def test_resumed_training_equals_uninterrupted(tmp_path):
+    runs, _ = make_dataset(tmp_path, couplings=LAYOUTS["goldman"], n_subjects=2, n_volumes=60, seed=1)
+    cfg = TrainConfig(n_regions=20, max_epochs=6, patience=10)
+    prep = prepare(runs, BANDS, cfg, log=lambda *_: None)
+    folds, _ = make_folds(prep, cfg.folds)
+    whole = train_fold(prep, folds[0], cfg, tmp_path / "a.pt", log=lambda *_: None)
+    part = train_fold(prep, folds[0], cfg, tmp_path / "b.pt", log=lambda *_: None, stop_after=2)
+    assert len(part["history"]) == 2 and not part["finished"]
+    resumed = train_fold(prep, folds[0], cfg, tmp_path / "b.pt", log=lambda *_: None)
+    assert resumed["resumed_from"] == 2
+    strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]  # noqa: E731
+    assert strip(resumed["history"]) == strip(whole["history"])
+    for (name, a), b in zip(whole["model"].state_dict().items(), resumed["model"].state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_one_subject_falls_back_to_run_halves_and_says_so(tmp_path):
+    runs, _ = make_dataset(tmp_path, couplings=LAYOUTS["goldman"], n_subjects=1, n_volumes=80, seed=2)
+    _, log = _fit(runs, tmp_path, max_epochs=3)
+    assert "one subject, one run" in log["scheme"] and len(log["folds"]) == 2
+
+
+def test_short_runs_are_excluded_with_a_warning(tmp_path):
+    runs, _ = make_dataset(tmp_path / "long", couplings=LAYOUTS["goldman"], n_subjects=2, n_volumes=40, seed=2)
+    short, _ = make_dataset(tmp_path / "short", couplings=LAYOUTS["goldman"], n_subjects=1, n_volumes=10, seed=2)
+    messages = []
+    prep = prepare(runs + short, BANDS, TrainConfig(window=8, n_regions=20), log=messages.append)
+    assert len(prep.runs) == 2 and "fewer than two model windows" in prep.excluded[0]
+    assert any("excluded" in m for m in messages)
+    with pytest.raises(NeuroFuseError, match="shorter than two model windows"):
+        prepare(short, BANDS, TrainConfig(window=8), log=messages.append)
+
+
+def test_row_mismatch_and_missing_eeg_are_clear(tmp_path):
+    runs, _ = make_dataset(tmp_path, couplings=LAYOUTS["goldman"], n_subjects=2, n_volumes=40, seed=2)
+    table = pd.read_csv(runs[0].bands, sep="\t")
+    table.iloc[:-1].to_csv(runs[0].bands, sep="\t", index=False)
+    with pytest.raises(NeuroFuseError, match=r"39 rows but the BOLD run has 40 volumes") as err:
+        prepare(runs, BANDS, TrainConfig(n_regions=20), log=lambda *_: None)
+    assert runs[0].bands in str(err.value)
+    # NaN windows (EEG not covering a volume) become the run mean, and the log says how many.
+    table.loc[[0, 1], "alpha_O1"] = np.nan
+    table.to_csv(runs[0].bands, sep="\t", index=False, na_rep="n/a")
+    messages = []
+    prep = prepare(runs, BANDS, TrainConfig(n_regions=20), log=messages.append)
+    assert np.isfinite(prep.eeg[0]).all() and any("2 volumes without EEG" in m for m in messages)
+    table["alpha_O1"] = np.nan
+    table.to_csv(runs[0].bands, sep="\t", index=False, na_rep="n/a")
+    with pytest.raises(NeuroFuseError, match="'alpha_O1' has no finite value"):
+        prepare(runs, BANDS, TrainConfig(n_regions=20), log=lambda *_: None)
