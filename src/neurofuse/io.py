@@ -86,3 +86,13 @@ def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
     with matplotlib.rc_context({"svg.hashsalt": SVG_HASH_SALT}):
         with atomic_path(path, suffix=f".{fmt}") as tmp, open(tmp, "wb") as handle:
             fig.savefig(handle, format=fmt, metadata=metadata or None, **savefig_kwargs)
+
+
+def save_sidecar(image_path: str | os.PathLike, payload) -> Path:
+    """Write ``payload`` as the JSON sidecar of an image (``x.nii.gz`` -> ``x.json``), atomically."""
+    import json
+
+    image = Path(image_path)
+    path = image.with_name(image.name.removesuffix(".gz").removesuffix(".nii") + ".json")
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path

@@ -187,12 +187,14 @@ def fusion_report_inputs(task):
     """Group fusion outputs of ``task`` that the group report shows ({} without paired runs)."""
     if not fusion_runs(task):
         return {}
-    return {
-        "glm_figure": f"{GROUP}/figures/task-{task}_desc-glm_statmap.png",
-        "fusion_figure": f"{GROUP}/figures/task-{task}_desc-fusion_statmap.png",
-        "training_curves": f"{GROUP}/figures/task-{task}_desc-training_curves.svg",
-        "model_card": f"{GROUP}/model/task-{task}_modelcard.json",
+    train = rules.fusion_train_model.output
+    outputs = {
+        "glm_figure": rules.fusion_combine_glm.output.figure,
+        "fusion_figure": train.maps_figure,
+        "training_curves": train.curves_figure,
+        "model_card": train.card_json,
     }
+    return {name: path.format(task=task) for name, path in outputs.items()}
 
 # Names of the deep model's heatmaps: all bands together, then one per band.
 FUSION_MAP_NAMES = ["fusion"] + [f"{band}fusion" for band in FUSION_BANDS]

@@ -8,7 +8,6 @@ numeric columns, the bands asked for present) and raises a one-line
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from os import PathLike
 
 import nibabel as nib
@@ -24,7 +23,7 @@ __all__ = [
     "band_regressors",
     "confound_matrix",
     "check_rows",
-    "RunData",
+    "load_bold",
 ]
 
 
@@ -146,17 +145,6 @@ def check_rows(n_bold: int, n_rows: int, path: str | PathLike, what: str = "band
             f"the {what} has {n_rows} rows but the BOLD run has {n_bold} volumes", path,
             hint="the EEG and BOLD runs must be paired correctly; re-run the EEG steps with the BOLD timing",
         )
-
-
-@dataclass
-class RunData:
-    """One run's data for the deep model, on the shared group mask."""
-
-    run: str
-    subject: str
-    bold: np.ndarray  # (T, V) float32, cleaned and z-scored per voxel
-    features: np.ndarray  # (T, F) float32, z-scored log band power
-    feature_names: list[str]
 
 
 def load_bold(bold_path: str | PathLike, mask: np.ndarray) -> np.ndarray:

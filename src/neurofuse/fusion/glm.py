@@ -15,11 +15,9 @@ one-sample t-test across subjects (``random``, population inference); ``auto`` p
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 import nibabel as nib
@@ -28,7 +26,7 @@ import pandas as pd
 
 from neurofuse.errors import NeuroFuseError
 from neurofuse.fusion.data import band_regressors, check_rows, confound_matrix, read_table
-from neurofuse.io import atomic_write_text, save_nifti
+from neurofuse.io import save_nifti, save_sidecar
 
 __all__ = ["MOTION_CONFOUNDS", "design_matrix", "first_level", "group_level", "plot_maps"]
 
@@ -65,10 +63,6 @@ def design_matrix(bands_tsv: str | PathLike, confounds_tsv: str | PathLike, *, n
     return dm, info
 
 
-def _json(path: Path, payload: Mapping[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
 def first_level(bold: str | PathLike, mask: str | PathLike, bands_tsv: str | PathLike,
                 confounds_tsv: str | PathLike, *, tr: float, bands: Sequence[str], zmaps: Mapping[str, str],
                 effects: Mapping[str, str], variances: Mapping[str, str], figure: str | None = None,
@@ -103,7 +97,7 @@ def first_level(bold: str | PathLike, mask: str | PathLike, bands_tsv: str | Pat
         save_nifti(_as_float32(out["effect_variance"]), variances[band])
         z = np.asarray(out["z_score"].dataobj)
         stats = {"peak_z": float(z.max()), "min_z": float(z.min()), "voxels_abs_z_gt_3.1": int((np.abs(z) > 3.1).sum())}
-        _json(Path(zmaps[band]).with_name(Path(zmaps[band]).name.replace(".nii.gz", ".json")), {
+        save_sidecar(zmaps[band], {
             "Description": f"EEG-informed GLM z-map of the {band} band-power regressor (HRF-convolved)",
             "Sources": list(sources),
             "Regressor": info[band] | {"scaling": "unit standard deviation"},
@@ -175,7 +169,7 @@ def group_level(effects: Mapping[str, Sequence[str]], variances: Mapping[str, Se
         stats = {"threshold_z": float(threshold) if np.isfinite(threshold) else None, "voxels_surviving": surviving,
                  "peak_z": float(np.asarray(z_img.dataobj).max()), "min_z": float(np.asarray(z_img.dataobj).min())}
         for path, what in ((zmaps[band], "unthresholded"), (thresholded[band], "thresholded")):
-            _json(Path(path).with_name(Path(path).name.replace(".nii.gz", ".json")), {
+            save_sidecar(path, {
                 "Description": f"Group EEG-informed GLM z-map of the {band} band ({what}), {method} effects",
                 "GroupEffects": method, "Subjects": labels, "Runs": len(subjects),
                 "HeightControl": height_control, "Alpha": alpha, "ClusterThreshold": cluster_threshold,

@@ -47,7 +47,7 @@ import numpy as np
 from neurofuse.errors import NeuroFuseError
 from neurofuse.fusion.data import band_power_matrix, check_rows, confound_matrix, load_bold, read_table
 from neurofuse.fusion.glm import MOTION_CONFOUNDS
-from neurofuse.io import atomic_path, atomic_write_text, save_nifti
+from neurofuse.io import atomic_path, atomic_write_text, save_nifti, save_sidecar
 
 __all__ = ["TrainConfig", "RunInput", "prepare", "make_folds", "train_fold", "fold_maps", "subject_maps", "fit_fusion"]
 
@@ -435,11 +435,6 @@ def _software() -> dict[str, str]:
             "scikit-learn": sklearn.__version__, "numpy": np.__version__}
 
 
-def _sidecar(path: str, payload: Mapping[str, Any]) -> None:
-    atomic_write_text(Path(path).with_name(Path(path).name.replace(".nii.gz", ".json")),
-                      json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
 def fit_fusion(runs: Sequence[RunInput], bands: Sequence[str], cfg: TrainConfig, *, maps: Mapping[str, str],
                model_path: str, card_json: str, card_md: str, history_tsv: str, checkpoint_dir: str,
                curves_figure: str | None = None, maps_figure: str | None = None,
@@ -453,7 +448,8 @@ def fit_fusion(runs: Sequence[RunInput], bands: Sequence[str], cfg: TrainConfig,
     import torch
 
     t_start = time.perf_counter()
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "0")) or torch.get_num_threads()))
+    if os.environ.get("OMP_NUM_THREADS"):  # Snakemake sets it to the job's threads
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     prep = prepare(runs, bands, cfg, confounds, log=log)
     folds, scheme = make_folds(prep, cfg.folds)
     log(f"{len(prep.runs)} runs, {len(set(r.subject for r in prep.runs))} subjects, {len(folds)} folds: {scheme}")
@@ -486,7 +482,7 @@ def fit_fusion(runs: Sequence[RunInput], bands: Sequence[str], cfg: TrainConfig,
         vol[mask] = group[name]
         save_nifti(nib.Nifti1Image(vol, prep.mask_img.affine), path)
         what = "all EEG bands" if name == "fusion" else f"the {name} band's part of the prediction, signed by its direction"
-        _sidecar(path, {
+        save_sidecar(path, {
             "Description": f"Held-out correlation between measured BOLD and the deep model's EEG-based prediction ({what}); "
                            f"Fisher-averaged over runs of a subject, then over {len(per_subject)} subjects",
             "Statistic": "Pearson r (held-out)", "Validation": scheme, "Subjects": sorted(per_subject),
