@@ -8,7 +8,7 @@ tests use :func:`load_config`, which applies the same schema
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +79,13 @@ def iter_keys(schema: Mapping[str, Any], prefix: str = "") -> list[str]:
         if "properties" in sub:
             keys.extend(iter_keys(sub, dotted + "."))
     return keys
+
+
+def bands_by_frequency(bands: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, float]]:
+    """Frequency bands ordered by their edges.
+
+    Outputs never depend on the order a config lists its bands in -- nor on a config
+    round-tripped through sorted JSON, as ``neurofuse audit --rerun`` does.
+    """
+    ordered = sorted(bands.items(), key=lambda item: (item[1][0], item[1][1], item[0]))
+    return {name: (float(low), float(high)) for name, (low, high) in ordered}

@@ -96,3 +96,20 @@ def save_sidecar(image_path: str | os.PathLike, payload) -> Path:
     path = image.with_name(image.name.removesuffix(".gz").removesuffix(".nii") + ".json")
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def save_torch(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` atomically, with bytes that do not depend on the file name.
+
+    torch names the records inside its zip archive after the file it writes to; saving
+    through a buffer names them ``archive`` instead, so the same object always gives the
+    same bytes (checkpoints and models compare byte for byte between runs).
+    """
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())

@@ -32,10 +32,6 @@ def _hashes(results):
     }
 
 
-def _is_fusion(path):
-    return path.startswith("group/") or "_statmap" in path or "/report/" in f"/{path}"
-
-
 def test_two_runs_are_identical_and_audit_catches_a_hand_edit(workdir, small_dataset, tmp_path, capsys):
     result = workdir.snakemake("--cores", "2", bids_dir=small_dataset, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -68,10 +64,7 @@ def test_two_runs_are_identical_and_audit_catches_a_hand_edit(workdir, small_dat
     # Byte-identity, checked directly (not through the code under test).
     first, second = _hashes(results), _hashes(scratch / "results")
     assert sorted(first) == sorted(second)
-    # Fusion outputs (GLM maps, model, heatmaps) are not byte-identical yet between two runs:
-    # the audit's numerical comparison (rtol 1e-5) passes for them (asserted above); bytes
-    # are promised for everything else.
-    differing = sorted(path for path in first if first[path] != second[path] and not _is_fusion(path))
+    differing = sorted(path for path in first if first[path] != second[path])
     data = [path for path in first if path.endswith(DATA_SUFFIXES)]
     assert len(data) >= 20
     assert not [path for path in differing if path.endswith(DATA_SUFFIXES)], differing

@@ -1,6 +1,7 @@
 # Settings shared by every rule: wildcard shapes, output names, logs, software.
 import os
 
+from neurofuse.config import bands_by_frequency
 from neurofuse.naming import derivative_path, parse_name, run_prefix, subject_dir
 
 
@@ -144,7 +145,7 @@ def report_methods(wildcards):
 
 # Fusion: paired runs per task, the bands and the outputs the reports show (rules/fusion.smk).
 FUSION = config["fusion"]
-FUSION_BANDS = FUSION["bands"] or list(config["eeg"]["bands"])
+FUSION_BANDS = FUSION["bands"] or list(bands_by_frequency(config["eeg"]["bands"]))
 GROUP = f"{OUT}/group"
 
 

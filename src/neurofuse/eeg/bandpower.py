@@ -24,6 +24,7 @@ import numpy as np
 from scipy.signal import hilbert
 
 from neurofuse.eeg.io import marker_onsets, read_raw, write_json
+from neurofuse.config import bands_by_frequency as by_frequency
 from neurofuse.errors import NeuroFuseError
 
 __all__ = [
@@ -167,8 +168,7 @@ def band_power_table(
     n_columns) in µV², the BIDS-style JSON sidecar describing every column, and what
     :func:`volume_windows` did.
     """
-    # Ordered by frequency, so the columns do not depend on the order a config lists them in.
-    bands = dict(sorted((bands or DEFAULT_BANDS).items(), key=lambda item: (item[1][0], item[1][1], item[0])))
+    bands = by_frequency(bands or DEFAULT_BANDS)
     for name, (f1, f2) in bands.items():
         if not (0 < f1 < f2):
             raise NeuroFuseError(f"band '{name}' must have 0 < low < high, got {f1}-{f2} Hz")

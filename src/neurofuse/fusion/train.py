@@ -47,7 +47,7 @@ import numpy as np
 from neurofuse.errors import NeuroFuseError
 from neurofuse.fusion.data import band_power_matrix, check_rows, confound_matrix, load_bold, read_table
 from neurofuse.fusion.glm import MOTION_CONFOUNDS
-from neurofuse.io import atomic_path, atomic_write_text, save_nifti, save_sidecar
+from neurofuse.io import atomic_write_text, save_nifti, save_sidecar, save_torch
 
 __all__ = ["TrainConfig", "RunInput", "prepare", "make_folds", "train_fold", "fold_maps", "subject_maps", "fit_fusion"]
 
@@ -302,7 +302,7 @@ def train_fold(prep: Prepared, held_out: list[int], cfg: TrainConfig, checkpoint
             log(f"resumed from {ckpt} after epoch {resumed_from}")
         else:
             log(f"{ckpt} belongs to other data or settings: starting afresh")
-    epochs_run = 0
+    epochs_run, seconds = 0, []  # timings stay out of the checkpoint so its bytes are reproducible
     while state["epoch"] < cfg.max_epochs and state["bad"] < cfg.patience:
         t0 = time.perf_counter()
         model.train()
@@ -334,16 +334,15 @@ def train_fold(prep: Prepared, held_out: list[int], cfg: TrainConfig, checkpoint
         state["epoch"] += 1
         state["history"].append({"epoch": state["epoch"], "train_mse": total["mse"] / len(xe),
                                  "train_nce": total["nce"] / len(xe), "val_mse": v_mse, "val_nce": v_nce,
-                                 "val_loss": v_loss, "seconds": round(time.perf_counter() - t0, 4)})
+                                 "val_loss": v_loss})
+        seconds.append(time.perf_counter() - t0)
         if v_loss < state["best"] - 1e-4:
             state.update(best=v_loss, best_epoch=state["epoch"], bad=0,
                          best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         else:
             state["bad"] += 1
-        with atomic_path(ckpt) as tmp:
-            torch.save({"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "generator": gen.get_state(),
-                        "torch_rng": torch.get_rng_state(), "state": state}, tmp)
+        save_torch({"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "state": state}, ckpt)
         epochs_run += 1
         if stop_after is not None and epochs_run >= stop_after:
             break
@@ -352,7 +351,7 @@ def train_fold(prep: Prepared, held_out: list[int], cfg: TrainConfig, checkpoint
     model.eval()
     return {"model": model, "history": state["history"], "best_epoch": state["best_epoch"],
             "finished": state["epoch"] >= cfg.max_epochs or state["bad"] >= cfg.patience,
-            "resumed_from": resumed_from, "n_train": int(len(xe)), "n_val": 0 if val is None else int(len(ve))}
+            "resumed_from": resumed_from, "epoch_seconds": seconds, "n_train": int(len(xe)), "n_val": 0 if val is None else int(len(ve))}
 
 
 # ----------------------------------------------------------------------------- heatmaps
@@ -460,8 +459,8 @@ def fit_fusion(runs: Sequence[RunInput], bands: Sequence[str], cfg: TrainConfig,
         t0 = time.perf_counter()
         fit = train_fold(prep, held_out, cfg, Path(checkpoint_dir) / f"fold-{k}_checkpoint.pt", region_ts, log=log)
         train_seconds += time.perf_counter() - t0
-        samples += fit["n_train"] * len(fit["history"])
-        epoch_seconds += [row["seconds"] for row in fit["history"]]
+        samples += fit["n_train"] * len(fit["epoch_seconds"])  # epochs trained by this call
+        epoch_seconds += fit["epoch_seconds"]
         states[f"fold-{k}"] = {n: v.detach().cpu() for n, v in fit["model"].state_dict().items()}
         res = fold_maps(prep, fit["model"], held_out, cfg)
         results.append(res)
@@ -472,7 +471,7 @@ def fit_fusion(runs: Sequence[RunInput], bands: Sequence[str], cfg: TrainConfig,
                           "held_out_median_r": {i["run"]: float(np.median(i["maps"]["fusion"])) for i in res["runs"]},
                           "held_out_top1pct_r": {i["run"]: float(np.quantile(i["maps"]["fusion"], 0.99)) for i in res["runs"]}})
         for row in fit["history"]:
-            history_rows.append({"fold": k, **{n: v for n, v in row.items() if n != "seconds"}})
+            history_rows.append({"fold": k, **row})
         log(f"fold {k}: {len(fit['history'])} epochs (best {fit['best_epoch']}), {time.perf_counter() - t0:.1f} s")
     per_subject = subject_maps(results)
     mask = np.asarray(prep.mask_img.dataobj) > 0
@@ -488,9 +487,8 @@ def fit_fusion(runs: Sequence[RunInput], bands: Sequence[str], cfg: TrainConfig,
             "Statistic": "Pearson r (held-out)", "Validation": scheme, "Subjects": sorted(per_subject),
             "Model": str(Path(model_path).name), "Seed": cfg.seed,
         })
-    with atomic_path(model_path) as tmp:
-        torch.save({"config": asdict(cfg), "bands": list(prep.bands), "features": prep.feature_names,
-                    "regions": torch.from_numpy(prep.regions), "folds": states}, tmp)
+    save_torch({"config": asdict(cfg), "bands": list(prep.bands), "features": prep.feature_names,
+                "regions": torch.from_numpy(prep.regions), "folds": states}, model_path)
     _write_history(history_rows, history_tsv)
     card = {
         "model": {"name": "NeuroFuse EEG-fMRI joint embedding", "architecture": cfg.arch,
