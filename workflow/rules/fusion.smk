@@ -14,6 +14,7 @@ rule fusion_fit_glm:
         zmaps=[out("func", space=MNI, desc=b, stat="z", suffix="statmap", extension=".nii.gz") for b in FUSION_BANDS],
         effects=[work("func", desc=b, stat="effect", suffix="statmap", extension=".nii.gz") for b in FUSION_BANDS],
         variances=[work("func", desc=b, stat="variance", suffix="statmap", extension=".nii.gz") for b in FUSION_BANDS],
+        design=work("func", desc="glm", suffix="design", extension=".tsv"),
         figure=report(
             out("figures", desc="glm", suffix="statmap", extension=".png"),
             caption="../report/fusion_glm.rst",
@@ -46,6 +47,7 @@ rule fusion_combine_glm:
         effects=lambda wc: [p for paths in fusion_glm_maps(wc, "effect").values() for p in paths],
         variances=lambda wc: [p for paths in fusion_glm_maps(wc, "variance").values() for p in paths],
         masks=lambda wc: fusion_run_inputs(wc)["mask"],
+        designs=lambda wc: expand_runs([rules.fusion_fit_glm.output.design], fusion_runs(wc.task)),
     output:
         zmaps=[f"{GROUP}/task-{{task}}_space-{MNI}_desc-{b}_stat-z_statmap.nii.gz" for b in FUSION_BANDS],
         thresholded=[
@@ -81,6 +83,7 @@ rule fusion_train_model:
         unpack(fusion_run_inputs),
     output:
         maps=[f"{GROUP}/task-{{task}}_space-{MNI}_desc-{n}_statmap.nii.gz" for n in FUSION_MAP_NAMES],
+        subject_maps=[f"{GROUP}/task-{{task}}_space-{MNI}_desc-{n}subjects_statmap.nii.gz" for n in FUSION_MAP_NAMES],
         model=f"{GROUP}/model/task-{{task}}_model.pt",
         card_json=f"{GROUP}/model/task-{{task}}_modelcard.json",
         card_md=f"{GROUP}/model/task-{{task}}_modelcard.md",

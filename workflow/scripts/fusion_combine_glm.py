@@ -8,6 +8,7 @@ run_logged(
     list(snakemake.input.effects),
     list(snakemake.input.variances),
     list(snakemake.input.masks),
+    list(snakemake.input.designs),
     bands=snakemake.params.bands,
     subjects=snakemake.params.subjects,
     zmaps=list(snakemake.output.zmaps),

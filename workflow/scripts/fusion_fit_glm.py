@@ -13,6 +13,7 @@ run_logged(
     zmaps=list(snakemake.output.zmaps),
     effects=list(snakemake.output.effects),
     variances=list(snakemake.output.variances),
+    design=snakemake.output.design,
     figure=snakemake.output.figure,
     tr=snakemake.params.tr,
     glm=snakemake.params.glm,

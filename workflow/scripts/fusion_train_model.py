@@ -19,6 +19,7 @@ run_logged(
     high_pass=snakemake.params.high_pass,
     confounds=snakemake.params.confounds,
     maps=list(out.maps),
+    subject_maps=list(out.subject_maps),
     model_path=out.model,
     card_json=out.card_json,
     card_md=out.card_md,

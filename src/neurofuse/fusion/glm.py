@@ -1,10 +1,12 @@
 """EEG-informed GLM: BOLD regressed on HRF-convolved EEG band power (nilearn).
 
-First level, per run: the preprocessed BOLD in template space against one regressor per
-band (see :func:`neurofuse.fusion.data.band_regressors`), the configured motion
-confounds and a cosine drift basis, fitted with nilearn's ``FirstLevelModel`` (AR(1)
-noise, optional smoothing). One z-map per band, plus the effect and variance maps the
-group level needs.
+First level, per run: the preprocessed BOLD in template space (optionally smoothed,
+scaled to percent signal change) against one regressor per band (see
+:func:`neurofuse.fusion.data.band_regressors`), the configured motion confounds and a
+cosine drift basis. The fit uses nilearn's regression models and contrasts with
+bias-corrected, spatially regularised AR noise (:mod:`neurofuse.fusion.arglm` says why
+not nilearn's own AR estimate: its null z-scores are too wide). One z-map per band, plus
+the effect and variance maps and the design matrix the group level needs.
 
 Group level, per band: runs of one subject are combined with fixed effects; subjects
 with fixed effects too (``fixed``, for small samples, inference on these subjects) or a
@@ -23,12 +25,13 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from nilearn.glm.contrasts import compute_contrast
 
 from neurofuse.errors import NeuroFuseError
 from neurofuse.fusion.data import band_regressors, check_rows, confound_matrix, read_table
-from neurofuse.io import save_nifti, save_sidecar
+from neurofuse.io import atomic_path, save_nifti, save_sidecar
 
-__all__ = ["MOTION_CONFOUNDS", "design_matrix", "first_level", "group_level", "plot_maps"]
+__all__ = ["MOTION_CONFOUNDS", "design_dof", "design_matrix", "first_level", "group_level", "plot_maps"]
 
 #: Default nuisance regressors: the six rigid-body parameters (fMRIPrep names).
 MOTION_CONFOUNDS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
@@ -67,31 +70,35 @@ def first_level(bold: str | PathLike, mask: str | PathLike, bands_tsv: str | Pat
                 confounds_tsv: str | PathLike, *, tr: float, bands: Sequence[str], zmaps: Mapping[str, str],
                 effects: Mapping[str, str], variances: Mapping[str, str], figure: str | None = None,
                 regressor: str = "pca", confounds: Sequence[str] = MOTION_CONFOUNDS,
-                smoothing_fwhm: float | None = 6.0, high_pass: float = 0.01,
+                smoothing_fwhm: float | None = 6.0, high_pass: float = 0.01, noise_model: str = "ar1",
+                ar_smoothing_fwhm: float | None = 12.0, design: str | None = None,
                 sources: Sequence[str] = ()) -> dict[str, Any]:
     """Workflow step ``fusion_fit_glm``: one run's z-map per band (+ effect/variance maps).
 
     ``zmaps``, ``effects`` and ``variances`` map each band to its output path; each z-map
-    gets a JSON sidecar (regressor, confounds, degrees of freedom, peak z). Returns the log.
+    gets a JSON sidecar (regressor, confounds, degrees of freedom, peak z). ``design``, if
+    given, receives the design matrix as TSV (the group level reads its degrees of
+    freedom from it). Returns the log.
     """
-    from nilearn.glm.first_level import FirstLevelModel
-
     img = nib.load(str(bold))
     if img.ndim != 4:
         raise NeuroFuseError(f"expected a 4D BOLD image, got shape {img.shape}", bold)
     n_volumes = img.shape[3]
     dm, info = design_matrix(bands_tsv, confounds_tsv, n_volumes=n_volumes, tr=tr, bands=bands,
                              regressor=regressor, confounds=confounds, high_pass=high_pass)
-    model = FirstLevelModel(t_r=tr, mask_img=str(mask), smoothing_fwhm=smoothing_fwhm, noise_model="ar1",
-                            signal_scaling=0, minimize_memory=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # nilearn notes the design has no events: intended
-        model.fit(img, design_matrices=dm)
+    labels, results, masker = _fit_run(img, mask, dm, smoothing_fwhm=smoothing_fwhm, noise_model=noise_model,
+                                       ar_smoothing_fwhm=ar_smoothing_fwhm)
     dof = int(n_volumes - np.linalg.matrix_rank(dm.to_numpy()))
     log: dict[str, Any] = {"step": "fusion_fit_glm", "bold": str(bold), "n_volumes": n_volumes,
                            "design_columns": list(dm.columns), "dof": dof, "bands": {}}
+    if design is not None:
+        with atomic_path(design, suffix=".tsv") as tmp:
+            dm.to_csv(tmp, sep="\t", index=False, float_format="%.10g")
     for band in bands:
-        out = model.compute_contrast(band, output_type="all")
+        contrast = compute_contrast(labels, results, (dm.columns == band).astype(float), stat_type="t")
+        out = {"z_score": contrast.z_score(), "effect_size": contrast.effect_size(),
+               "effect_variance": contrast.effect_variance()}
+        out = {key: masker.inverse_transform(np.ravel(value)) for key, value in out.items()}
         save_nifti(_as_float32(out["z_score"]), zmaps[band])
         save_nifti(_as_float32(out["effect_size"]), effects[band])
         save_nifti(_as_float32(out["effect_variance"]), variances[band])
@@ -102,14 +109,48 @@ def first_level(bold: str | PathLike, mask: str | PathLike, bands_tsv: str | Pat
             "Sources": list(sources),
             "Regressor": info[band] | {"scaling": "unit standard deviation"},
             "Confounds": list(confounds), "DriftModel": "cosine", "HighPass": high_pass,
-            "SmoothingFWHM": smoothing_fwhm, "NoiseModel": "ar1", "DegreesOfFreedom": dof,
-            "OtherBands": [b for b in bands if b != band], "Software": "nilearn FirstLevelModel", **stats,
+            "SmoothingFWHM": smoothing_fwhm, "NoiseModel": _noise_description(noise_model, ar_smoothing_fwhm), "DegreesOfFreedom": dof,
+            "OtherBands": [b for b in bands if b != band], "Software": "nilearn OLSModel/ARModel + compute_contrast (neurofuse.fusion.arglm)", **stats,
         })
         log["bands"][band] = stats | {"regressor": {k: v for k, v in info[band].items() if k != "weights"}}
     if figure:
         plot_maps({band: zmaps[band] for band in bands}, figure, threshold=3.1,
                   title="EEG-informed GLM, z (|z| > 3.1 shown)")
     return log
+
+
+def _fit_run(img: nib.Nifti1Image, mask: str | PathLike, dm: pd.DataFrame, *, smoothing_fwhm: float | None,
+             noise_model: str, ar_smoothing_fwhm: float | None):
+    """Mask, smooth and scale the run to percent signal change, then fit (see neurofuse.fusion.arglm)."""
+    from nilearn.image import smooth_img
+    from nilearn.maskers import NiftiMasker
+
+    from neurofuse.fusion import arglm
+
+    masker = NiftiMasker(mask_img=str(mask), smoothing_fwhm=smoothing_fwhm).fit()
+    data = masker.transform(img).astype(np.float64)
+    mean = data.mean(axis=0)
+    data = 100.0 * (data / np.where(mean == 0, 1.0, mean) - 1.0)  # percent signal change, as nilearn's signal_scaling=0
+    smooth = None
+    if ar_smoothing_fwhm:
+        def smooth(gamma: np.ndarray) -> np.ndarray:
+            return masker.transform(smooth_img(masker.inverse_transform(gamma), ar_smoothing_fwhm))
+
+    labels, results = arglm.fit(data, dm.to_numpy(), noise_model, smooth=smooth)
+    return labels, results, masker
+
+
+def _noise_description(noise_model: str, ar_smoothing_fwhm: float | None) -> str:
+    if noise_model == "ols":
+        return "ols (white noise)"
+    where = f", autocovariances smoothed {ar_smoothing_fwhm:g} mm FWHM" if ar_smoothing_fwhm else ""
+    return f"{noise_model} (bias-corrected, Worsley et al. 2002{where})"
+
+
+def design_dof(path: str | PathLike) -> int:
+    """Residual degrees of freedom of a first-level design written by :func:`first_level`."""
+    dm = read_table(path)
+    return int(len(dm) - np.linalg.matrix_rank(dm.to_numpy(dtype=float)))
 
 
 def _as_float32(img: nib.Nifti1Image) -> nib.Nifti1Image:
@@ -123,7 +164,7 @@ def group_level(effects: Mapping[str, Sequence[str]], variances: Mapping[str, Se
                 subjects: Sequence[str], mask: str | PathLike | None, *, zmaps: Mapping[str, str],
                 thresholded: Mapping[str, str], figure: str | None = None, group_effects: str = "auto",
                 height_control: str = "fdr", alpha: float = 0.05, cluster_threshold: int = 0,
-                mask_paths: Sequence[str] = ()) -> dict[str, Any]:
+                dofs: Sequence[int], mask_paths: Sequence[str] = ()) -> dict[str, Any]:
     """Workflow step ``fusion_combine_glm``: group z-map per band and its thresholded map.
 
     ``effects[band]``/``variances[band]`` list one map per run; ``subjects`` the subject of
@@ -140,6 +181,10 @@ def group_level(effects: Mapping[str, Sequence[str]], variances: Mapping[str, Se
         raise NeuroFuseError(f"random effects need at least 3 subjects, got {len(labels)}",
                              hint="set fusion.glm.group_effects to fixed or auto")
     mask_img = _group_mask(mask, mask_paths)
+    run_dofs = [int(d) for d in dofs]
+    if len(run_dofs) != len(subjects):
+        raise NeuroFuseError(f"{len(run_dofs)} degrees of freedom for {len(subjects)} runs",
+                             hint="pass one design matrix per run")
     log: dict[str, Any] = {"step": "fusion_combine_glm", "group_effects": method, "n_subjects": len(labels),
                            "n_runs": len(subjects), "height_control": height_control, "alpha": alpha,
                            "cluster_threshold": cluster_threshold, "bands": {}}
@@ -148,15 +193,17 @@ def group_level(effects: Mapping[str, Sequence[str]], variances: Mapping[str, Se
         per_subject = []
         for label in labels:
             idx = [i for i, s in enumerate(subjects) if s == label]
-            con, var, _, _ = compute_fixed_effects([paths[i] for i in idx], [var_paths[i] for i in idx], mask=mask_img)
-            per_subject.append((con, var))
+            con, var, _, _ = compute_fixed_effects([paths[i] for i in idx], [var_paths[i] for i in idx], mask=mask_img,
+                                                   dofs=[run_dofs[i] for i in idx])
+            per_subject.append((con, var, sum(run_dofs[i] for i in idx)))
         if method == "fixed":
-            _, _, _, z_img = compute_fixed_effects([c for c, _ in per_subject], [v for _, v in per_subject], mask=mask_img)
+            _, _, _, z_img = compute_fixed_effects([c for c, _, _ in per_subject], [v for _, v, _ in per_subject],
+                                                   mask=mask_img, dofs=[d for _, _, d in per_subject])
         else:
             from nilearn.glm.second_level import SecondLevelModel
 
             design = pd.DataFrame({"intercept": np.ones(len(labels))})
-            slm = SecondLevelModel(mask_img=mask_img).fit([c for c, _ in per_subject], design_matrix=design)
+            slm = SecondLevelModel(mask_img=mask_img).fit([c for c, _, _ in per_subject], design_matrix=design)
             z_img = slm.compute_contrast("intercept", output_type="z_score")
         z_img = _as_float32(z_img)
         with warnings.catch_warnings():

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from neurofuse.fusion.glm import first_level, group_level
+from neurofuse.fusion.glm import design_dof, first_level, group_level
 from neurofuse.fusion.train import RunInput, TrainConfig, fit_fusion
 
 __all__ = ["glm_step", "group_glm_step", "train_step"]
@@ -29,18 +29,20 @@ def _by_band(paths: Sequence[str], bands: Sequence[str]) -> dict[str, str]:
 
 
 def glm_step(bold: str, mask: str, bands_tsv: str, confounds_tsv: str, *, bands: Sequence[str],
-             zmaps: Sequence[str], effects: Sequence[str], variances: Sequence[str], figure: str, tr: float,
-             glm: Mapping[str, Any], confounds: Sequence[str], sources: Sequence[str] = ()) -> dict[str, Any]:
+             zmaps: Sequence[str], effects: Sequence[str], variances: Sequence[str], design: str, figure: str,
+             tr: float, glm: Mapping[str, Any], confounds: Sequence[str], sources: Sequence[str] = ()) -> dict[str, Any]:
     """``fusion_fit_glm``: first-level z-maps per band for one run."""
     return _done(first_level(
         bold, mask, bands_tsv, confounds_tsv, tr=tr, bands=bands, zmaps=_by_band(zmaps, bands),
-        effects=_by_band(effects, bands), variances=_by_band(variances, bands), figure=figure,
+        effects=_by_band(effects, bands), variances=_by_band(variances, bands), design=design, figure=figure,
         regressor=glm["regressor"], confounds=confounds, smoothing_fwhm=glm["smoothing_fwhm"] or None,
-        high_pass=glm["high_pass"], sources=sources,
+        high_pass=glm["high_pass"], noise_model=glm["noise_model"], ar_smoothing_fwhm=glm["ar_smoothing_fwhm"] or None,
+        sources=sources,
     ))
 
 
-def group_glm_step(effects: Sequence[str], variances: Sequence[str], masks: Sequence[str], *, bands: Sequence[str],
+def group_glm_step(effects: Sequence[str], variances: Sequence[str], masks: Sequence[str], designs: Sequence[str], *,
+                   bands: Sequence[str],
                    subjects: Sequence[str], zmaps: Sequence[str], thresholded: Sequence[str], figure: str,
                    glm: Mapping[str, Any]) -> dict[str, Any]:
     """``fusion_combine_glm``: group z-maps per band; ``effects``/``variances`` are band-major lists."""
@@ -51,6 +53,7 @@ def group_glm_step(effects: Sequence[str], variances: Sequence[str], masks: Sequ
         eff, var, subjects, None, zmaps=_by_band(zmaps, bands), thresholded=_by_band(thresholded, bands),
         figure=figure, group_effects=glm["group_effects"], height_control=glm["height_control"],
         alpha=glm["alpha"], cluster_threshold=glm["cluster_threshold"], mask_paths=masks,
+        dofs=[design_dof(path) for path in designs],
     ))
 
 
@@ -69,13 +72,15 @@ def train_config(model: Mapping[str, Any], seed: int, high_pass: float) -> Train
 def train_step(*, runs: Sequence[str], subjects: Sequence[str], bold: Sequence[str], masks: Sequence[str],
                bands_tsv: Sequence[str], confounds_tsv: Sequence[str], trs: Sequence[float], bands: Sequence[str],
                model: Mapping[str, Any], seed: int, high_pass: float, confounds: Sequence[str],
-               maps: Sequence[str], **outputs: str) -> dict[str, Any]:
+               maps: Sequence[str], subject_maps: Sequence[str], **outputs: str) -> dict[str, Any]:
     """``fusion_train_model``: train with held-out subjects, write heatmaps, model and model card.
 
-    ``maps`` are the heatmap paths, the all-band map first then one per band.
+    ``maps`` are the group heatmap paths, the all-band map first then one per band;
+    ``subject_maps`` the per-subject stacks in the same order.
     """
     inputs = [RunInput(*row) for row in zip(runs, subjects, bold, masks, bands_tsv, confounds_tsv, trs, strict=True)]
     cfg = train_config(model, seed, high_pass)
     names = ["fusion", *bands]
-    return _done(fit_fusion(inputs, bands, cfg, maps=dict(zip(names, maps, strict=True)), log=LOG.info,
+    return _done(fit_fusion(inputs, bands, cfg, maps=dict(zip(names, maps, strict=True)),
+                            subject_maps_out=dict(zip(names, subject_maps, strict=True)), log=LOG.info,
                             confounds=confounds, **outputs))

@@ -437,10 +437,13 @@ def _software() -> dict[str, str]:
 def fit_fusion(runs: Sequence[RunInput], bands: Sequence[str], cfg: TrainConfig, *, maps: Mapping[str, str],
                model_path: str, card_json: str, card_md: str, history_tsv: str, checkpoint_dir: str,
                curves_figure: str | None = None, maps_figure: str | None = None,
+               subject_maps_out: Mapping[str, str] | None = None,
                confounds: Sequence[str] = MOTION_CONFOUNDS, log=print) -> dict[str, Any]:
     """Workflow step ``fusion_train_model``: train every fold, write the group heatmaps and the model card.
 
-    ``maps`` maps ``"fusion"`` and each band to the output NIfTI path of its group heatmap.
+    ``maps`` maps ``"fusion"`` and each band to the output NIfTI path of its group heatmap;
+    ``subject_maps_out`` (same keys) to a 4D NIfTI with each subject's held-out map, one
+    volume per subject in the order of the sidecar's ``Subjects``.
     Checkpoints (one per fold, rewritten every epoch) go to ``checkpoint_dir``; a re-run
     resumes from them. Returns the log (timings, samples per second).
     """
@@ -485,6 +488,19 @@ def fit_fusion(runs: Sequence[RunInput], bands: Sequence[str], cfg: TrainConfig,
             "Description": f"Held-out correlation between measured BOLD and the deep model's EEG-based prediction ({what}); "
                            f"Fisher-averaged over runs of a subject, then over {len(per_subject)} subjects",
             "Statistic": "Pearson r (held-out)", "Validation": scheme, "Subjects": sorted(per_subject),
+            "Model": str(Path(model_path).name), "Seed": cfg.seed,
+        })
+    for name, path in (subject_maps_out or {}).items():
+        labels = sorted(per_subject)
+        vol = np.zeros(mask.shape + (len(labels),), np.float32)
+        for i, label in enumerate(labels):
+            vol[mask, i] = per_subject[label][name]
+        save_nifti(nib.Nifti1Image(vol, prep.mask_img.affine), path)
+        save_sidecar(path, {
+            "Description": f"Held-out correlation between measured BOLD and the deep model's prediction, "
+                           f"{'all EEG bands' if name == 'fusion' else 'the ' + name + ' band'}, one volume per subject "
+                           "(Fisher-averaged over the subject's runs); each subject's map comes from the fold that held it out",
+            "Statistic": "Pearson r (held-out)", "Validation": scheme, "Subjects": labels,
             "Model": str(Path(model_path).name), "Seed": cfg.seed,
         })
     save_torch({"config": asdict(cfg), "bands": list(prep.bands), "features": prep.feature_names,
