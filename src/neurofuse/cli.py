@@ -4,6 +4,7 @@
     neurofuse index BIDS_DIR [--json FILE] ...           index a dataset and print what was found
     neurofuse audit RESULTS [--json] [--rerun] ...        check outputs against the provenance manifest
     neurofuse methods [--config FILE] [--index FILE] ...  the methods text (and CITATION.md) of a config
+    neurofuse crate RESULTS [--zip OUT] ...               (re)build the Workflow Run RO-Crate of a run
 
 Bad input ends with one line on stderr (file, problem, what to do) and exit code 2.
 ``audit`` exits 0 when every output matches its manifest (and, with ``--rerun``, the
@@ -153,6 +154,15 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_crate(args: argparse.Namespace) -> int:
+    from neurofuse.provenance.crate import write_crate
+
+    agent = {"name": args.agent_name, "id": args.agent_id} if args.agent_name else None
+    path = write_crate(args.results, manifest_file=args.manifest, zip_path=args.zip, agent=agent)
+    print(f"RO-Crate metadata: {path}" + (f"; crate packed into {args.zip}" if args.zip else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurofuse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"neurofuse {__version__}")
@@ -209,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     met.add_argument("--output", help="write the Markdown to this file instead of printing it")
     met.add_argument("--citation", help="also write CITATION.md (software versions, references, BibTeX) here")
     met.set_defaults(func=_cmd_methods)
+
+    cra = sub.add_parser("crate", help="(re)build the Workflow Run RO-Crate of a finished results folder")
+    cra.add_argument("results", help="the workflow's output folder (config output_dir)")
+    cra.add_argument("--manifest", help="manifest file (default: RESULTS/neurofuse/provenance.json)")
+    cra.add_argument("--zip", help="also pack the crate (metadata, workflow copy, every output) into this zip file")
+    cra.add_argument("--agent-name", help="the person who ran the workflow (the crate's agent)")
+    cra.add_argument("--agent-id", help="their ORCID URL, e.g. https://orcid.org/0000-0002-1825-0097")
+    cra.set_defaults(func=_cmd_crate)
     return parser
 
 
