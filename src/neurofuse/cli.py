@@ -3,6 +3,8 @@
     neurofuse simulate OUT [--small] [--subjects N] ...   write a ground-truth EEG-fMRI BIDS dataset
     neurofuse index BIDS_DIR [--json FILE] ...           index a dataset and print what was found
     neurofuse audit RESULTS [--json] [--rerun] ...        check outputs against the provenance manifest
+    neurofuse methods [--config FILE] [--index FILE] ...  the methods text (and CITATION.md) of a config
+    neurofuse crate RESULTS [--zip OUT] ...               (re)build the Workflow Run RO-Crate of a run
 
 Bad input ends with one line on stderr (file, problem, what to do) and exit code 2.
 ``audit`` exits 0 when every output matches its manifest (and, with ``--rerun``, the
@@ -126,6 +128,41 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from neurofuse.config import load_config
+    from neurofuse.io import atomic_write_text
+    from neurofuse.report.methods import DatasetFacts, build_methods
+    from neurofuse.workflow import index_file
+
+    config = load_config(args.config)
+    index = args.index or index_file(config["output_dir"])
+    if args.index or Path(index).is_file():
+        facts = DatasetFacts.from_index_file(index)
+    else:
+        facts = None
+        print(f"no dataset index at {index}: describing every stage the config can run "
+              "(run `snakemake -n` or give --index for the text of one dataset)", file=sys.stderr)
+    methods = build_methods(config, facts)
+    if args.output:
+        atomic_write_text(args.output, methods.markdown())
+    else:
+        print(methods.markdown(), end="")
+    if args.citation:
+        atomic_write_text(args.citation, methods.citation_markdown())
+    return 0
+
+
+def _cmd_crate(args: argparse.Namespace) -> int:
+    from neurofuse.provenance.crate import write_crate
+
+    agent = {"name": args.agent_name, "id": args.agent_id} if args.agent_name else None
+    path = write_crate(args.results, manifest_file=args.manifest, zip_path=args.zip, agent=agent)
+    print(f"RO-Crate metadata: {path}" + (f"; crate packed into {args.zip}" if args.zip else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurofuse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"neurofuse {__version__}")
@@ -175,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"absolute tolerance (default {DEFAULT_ATOL:g})")
     aud.add_argument("--strict", action="store_true", help="with --rerun: pass only if every output is bit-identical")
     aud.set_defaults(func=_cmd_audit)
+
+    met = sub.add_parser("methods", help="print the methods text of a config (and write CITATION.md)")
+    met.add_argument("--config", help="config YAML (default: config/config.yaml), validated and completed")
+    met.add_argument("--index", help="dataset index JSON (default: OUTPUT_DIR/neurofuse/dataset_index.json if there)")
+    met.add_argument("--output", help="write the Markdown to this file instead of printing it")
+    met.add_argument("--citation", help="also write CITATION.md (software versions, references, BibTeX) here")
+    met.set_defaults(func=_cmd_methods)
+
+    cra = sub.add_parser("crate", help="(re)build the Workflow Run RO-Crate of a finished results folder")
+    cra.add_argument("results", help="the workflow's output folder (config output_dir)")
+    cra.add_argument("--manifest", help="manifest file (default: RESULTS/neurofuse/provenance.json)")
+    cra.add_argument("--zip", help="also pack the crate (metadata, workflow copy, every output) into this zip file")
+    cra.add_argument("--agent-name", help="the person who ran the workflow (the crate's agent)")
+    cra.add_argument("--agent-id", help="their ORCID URL, e.g. https://orcid.org/0000-0002-1825-0097")
+    cra.set_defaults(func=_cmd_crate)
     return parser
 
 

@@ -59,7 +59,8 @@ def test_write_description_and_bidsignore_only_when_changed(tmp_path):
     data = json.loads(path.read_text())
     assert data["GeneratedBy"][0]["Container"] == {"Type": "docker", "Tag": "lab/nf:1"}
     ignore = (out / ".bidsignore").read_text().split()
-    assert ignore == list(BIDSIGNORE) == ["work/", "logs/", "benchmarks/", "neurofuse/", "report/"]
+    assert ignore == list(BIDSIGNORE) == ["work/", "logs/", "benchmarks/", "neurofuse/", "report/", "CITATION.md",
+                                          "ro-crate-metadata.json"]
     os.utime(path, (1, 1))
     write_derivative_description(out, bids, env={"NEUROFUSE_CONTAINER": "lab/nf:1"})
     assert path.stat().st_mtime == 1  # same content: file left alone

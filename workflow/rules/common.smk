@@ -134,12 +134,6 @@ def report_group_files(wildcards):
     return [path for task in INDEX.tasks for path in fusion_report_inputs(task).values()]
 
 
-def report_methods(wildcards):
-    """The methods text, when a user or a later stage has written it (no job makes it)."""
-    methods = f"{OUT}/report/methods.md"
-    return {"methods": methods} if os.path.exists(methods) else {}
-
-
 # End of Report block. ---------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-# Reports: the dataset summary, one HTML report per subject and the group report.
+# Reports: the dataset summary, one HTML report per subject, the methods text (+ CITATION.md)
+# and the group report.
 # Captions of the figures live in workflow/report/ (shared with `snakemake --report`).
 REPORT_CAPTIONS = os.path.join(workflow.basedir, "report")
 
@@ -43,9 +44,30 @@ rule report_build_subject:
         "../scripts/report_build_subject.py"
 
 
+rule report_write_methods:
+    input:
+        index=INDEX_FILE,
+    output:
+        methods=report(f"{OUT}/report/methods.md", caption="../report/methods.rst", category="Methods"),
+        citation=f"{OUT}/CITATION.md",
+    params:
+        # The settings the text describes (a change rewrites it); not the locations.
+        settings={key: config[key] for key in ("seed", "fmri", "eeg", "fusion")},
+    log:
+        f"{LOGS}/report_write_methods.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        ENV
+    script:
+        "../scripts/report_write_methods.py"
+
+
 rule report_build_group:
     input:
-        unpack(report_methods),
+        methods=rules.report_write_methods.output.methods,
         index=INDEX_FILE,
         subjects=expand(rules.report_build_subject.output.html, subject=INDEX.subjects),
         files=report_group_files,

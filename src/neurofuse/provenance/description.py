@@ -23,7 +23,7 @@ from neurofuse.io import atomic_write_text
 BIDS_VERSION = "1.10.0"
 
 #: Folders of the output root that are not BIDS: the validator skips them.
-BIDSIGNORE = ("work/", "logs/", "benchmarks/", "neurofuse/", "report/")
+BIDSIGNORE = ("work/", "logs/", "benchmarks/", "neurofuse/", "report/", "CITATION.md", "ro-crate-metadata.json")
 
 DESCRIPTION_NAME = "dataset_description.json"
 

@@ -19,6 +19,12 @@ MANIFEST_NAME = "neurofuse/provenance.json"
 #: Intermediate files (Snakemake ``work/`` folder); listed unless a caller leaves them out.
 WORK_DIR = "work"
 
+#: The Workflow Run RO-Crate of the run (:mod:`neurofuse.provenance.crate`): its metadata
+#: file at the root and the copy of the workflow and config it describes. Written after
+#: the manifest, from the manifest, so never listed in it (like the manifest itself).
+CRATE_NAME = "ro-crate-metadata.json"
+RUN_DIR = "neurofuse/run"
+
 
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
@@ -40,8 +46,8 @@ def sha256_tree(files: Iterable[tuple[str, str]]) -> str:
 def iter_output_files(output_dir: str | os.PathLike, *, include_work: bool = True) -> Iterator[str]:
     """Relative POSIX paths of the files under ``output_dir`` that a manifest covers, sorted.
 
-    Left out: :data:`EXCLUDED_DIRS` at the top level, the manifest itself and, with
-    ``include_work=False``, the ``work/`` folder. Symbolic links to files count as files
+    Left out: :data:`EXCLUDED_DIRS` at the top level, the manifest itself, the RO-Crate
+    (:data:`CRATE_NAME`, :data:`RUN_DIR`) and, with ``include_work=False``, the ``work/`` folder. Symbolic links to files count as files
     (their target's bytes are hashed); links to folders are not followed.
     """
     root = Path(output_dir)
@@ -51,10 +57,10 @@ def iter_output_files(output_dir: str | os.PathLike, *, include_work: bool = Tru
         rel_dir = Path(dirpath).relative_to(root)
         if rel_dir == Path("."):
             dirnames[:] = [d for d in dirnames if d not in skip_top]
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if (rel_dir / d).as_posix() != RUN_DIR)
         for name in filenames:
             rel = (rel_dir / name).as_posix()
-            if rel == MANIFEST_NAME:
+            if rel in (MANIFEST_NAME, CRATE_NAME):
                 continue
             if (Path(dirpath) / name).is_file():
                 found.append(rel)

@@ -19,9 +19,14 @@ What it holds (format :data:`MANIFEST_FORMAT`):
 ``workflow``, ``environment``
     Git commit and dirty flag, hashes of the workflow files and of the library code;
     Python, platform, every installed package, ANTs (via antspyx), thread variables.
+``run``
+    When the jobs behind the listed files started (earliest) and ended (latest), UTC,
+    from Snakemake's own job records: a re-run that had nothing to do leaves them as
+    they were. The Workflow Run RO-Crate (:mod:`.crate`) takes its start and end times
+    from here.
 ``created``
-    The only time stamp. ``audit`` ignores it, and :func:`write_manifest` keeps the
-    existing file when nothing but ``created`` would change.
+    When the manifest was written. ``audit`` ignores it and the run times, and
+    :func:`write_manifest` keeps the existing file when nothing but ``created`` would change.
 
 Why ``work/`` is in it: the intermediates (transforms, motion parameters, the BOLD
 reference) are inputs of the deliverables; listing them lets a reviewer follow a
@@ -221,6 +226,24 @@ def _collect_jobs(
     return dict(sorted(jobs.items()))
 
 
+def _iso_utc(epoch: float) -> str:
+    return _dt.datetime.fromtimestamp(float(epoch), _dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _run_times(records: Mapping[str, Mapping[str, Any]], jobs: Mapping[str, Mapping[str, Any]],
+               out: Path) -> dict[str, str | None]:
+    """Earliest start and latest end (ISO 8601, UTC) of the jobs in ``jobs``, from their records."""
+    starts, ends = [], []
+    for job in jobs.values():
+        for rel in job["outputs"]:
+            record = records.get(os.path.normpath(out / rel))
+            if record and isinstance(record.get("starttime"), (int, float)) and isinstance(record.get("endtime"), (int, float)):
+                starts.append(record["starttime"])
+                ends.append(record["endtime"])
+                break
+    return {"started": _iso_utc(min(starts)) if starts else None, "ended": _iso_utc(max(ends)) if ends else None}
+
+
 def build_manifest(
     output_dir: str | os.PathLike,
     *,
@@ -285,6 +308,7 @@ def build_manifest(
             "derivative_name": description["Name"],
         },
         "config": _plain(dict(config)),
+        "run": _run_times(records, jobs, out),
         "seed": config.get("seed"),
         "workflow": {
             "dir": str(workflow),
@@ -377,7 +401,7 @@ def finalize_run(
     include_work: bool = True,
     env: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``dataset_description.json``, ``.bidsignore`` and the manifest after a run.
+    """Write ``dataset_description.json``, ``.bidsignore``, the manifest and the RO-Crate after a run.
 
     Meant for the Snakefile's ``onsuccess:`` handler (main process, working directory =
     Snakemake's ``--directory``)::
@@ -395,4 +419,7 @@ def finalize_run(
                               workdir=base, include_work=include_work, env=env)
     path = manifest_path(out)
     write_manifest(path, manifest)
+    from neurofuse.provenance.crate import write_crate  # the crate reads the manifest just written
+
+    write_crate(out)
     return path

@@ -30,11 +30,11 @@ from base64 import urlsafe_b64decode
 from pathlib import Path
 from typing import Any
 
-#: Record fields copied from Snakemake's metadata (timestamps and job hashes are left out:
-#: they differ between identical runs).
+#: Record fields copied from Snakemake's metadata (job hashes are left out; the start and
+#: end times only give the manifest the span of the run, never a job's identity).
 RECORD_FIELDS = (
     "rule", "input", "log", "params", "code", "shellcmd", "conda_env", "container_img_url",
-    "software_stack_hash", "input_checksums", "record_format_version", "incomplete",
+    "software_stack_hash", "input_checksums", "record_format_version", "incomplete", "starttime", "endtime",
 )
 
 
