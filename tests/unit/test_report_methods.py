@@ -28,7 +28,7 @@ DEFAULT_REFS = {
     "friston1996", "power2012", "afyouni2018",  # confounds
     "gramfort2013", "allen2000", "bigdelyshamlo2015", "perrin1989", "ablin2018", "lee1999",  # EEG
     "piontonachini2019", "li2022", "friston1998",  # ICLabel, HRF
-    "goldman2002", "laufs2003", "benjamini1995",  # GLM
+    "goldman2002", "laufs2003", "worsley2002", "benjamini1995",  # GLM
     "paszke2019", "pedregosa2011", "vaswani2017", "vandenoord2018", "radford2021", "loshchilov2019",  # model
 }
 
@@ -72,6 +72,8 @@ def test_default_config_cites_exactly_the_methods_it_used():
     ({"fmri": {"backend": "afni"}}, {"cox1996", "gorgolewski2011"}, {"baker2004"}, "3dTshift"),
     ({"fusion": {"model": {"arch": "cnn"}}}, set(), {"vaswani2017"}, "two 1-D convolutions"),
     ({"fusion": {"glm": {"height_control": "bonferroni"}}}, set(), {"benjamini1995"}, "Bonferroni"),
+    ({"fusion": {"glm": {"noise_model": "ols"}}}, set(), {"worsley2002"}, "ordinary least squares"),
+    ({"fusion": {"glm": {"noise_model": "ar2", "ar_smoothing_fwhm": 0}}}, set(), set(), "AR(2) noise"),
     ({"fusion": {"glm": {"height_control": "fpr", "alpha": 0.001}}}, set(), {"benjamini1995"}, "p < 0.001, uncorrected"),
 ])
 def test_a_different_config_gives_different_text_and_references(overrides, added, removed, phrase):

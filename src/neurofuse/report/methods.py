@@ -456,6 +456,16 @@ def _eeg_section(w: _Writer, config: Mapping[str, Any], facts: DatasetFacts | No
     return paragraphs
 
 
+def _noise_text(w: _Writer, glm: Mapping[str, Any]) -> str:
+    if glm["noise_model"] == "ols":
+        return "ordinary least squares (white noise)"
+    order = glm["noise_model"][2:]
+    where = (f", the residual autocovariance maps smoothed with a {_num(glm['ar_smoothing_fwhm'])} mm FWHM Gaussian "
+             "before they gave each voxel's coefficients" if glm["ar_smoothing_fwhm"] else ", estimated voxel by voxel")
+    return (f"AR({order}) noise, whose coefficients came from the residual autocovariances corrected for the bias "
+            "the design leaves in them " + w.cite("worsley2002") + where)
+
+
 def _glm_paragraphs(w: _Writer, config: Mapping[str, Any], facts: DatasetFacts | None,
                     versions: Mapping[str, str], bands: Sequence[str]) -> list[str]:
     glm = config["fusion"]["glm"]
@@ -471,8 +481,8 @@ def _glm_paragraphs(w: _Writer, config: Mapping[str, Any], facts: DatasetFacts |
              + f" was fitted with nilearn {_version(versions, 'nilearn')} " + w.cite("abraham2014")
              + f": one regressor per EEG band ({_series(bands)}), {regressor}, scaled to unit variance; the confounds "
              f"{confounds}; a cosine drift basis with a {_num(glm['high_pass'])} Hz cut-off and a constant. The BOLD "
-             f"was {smoothing}scaled to percent signal change per voxel and fitted with AR(1) noise; one z-map per "
-             "band was kept.")
+             f"was {smoothing}scaled to percent signal change per voxel and fitted with {_noise_text(w, glm)}; one "
+             "z-map per band was kept.")
     choice = glm["group_effects"]
     random_text = "random effects (a one-sample t-test)"
     if facts is None:
@@ -501,7 +511,7 @@ def _glm_paragraphs(w: _Writer, config: Mapping[str, Any], facts: DatasetFacts |
         control = f"p < {_num(glm['alpha'])}, uncorrected"
     cluster = (f", and clusters smaller than {glm['cluster_threshold']} voxels were removed"
                if glm["cluster_threshold"] else "")
-    group = (f"Runs were combined within each subject with fixed effects. {across} The group z-maps were "
+    group = (f"Runs were combined within each subject with fixed effects (t converted to z with the runs' residual degrees of freedom). {across} The group z-maps were "
              f"thresholded two-sided with nilearn's threshold_stats_img at {control}{cluster}.")
     return [first, group]
 

@@ -191,6 +191,9 @@ _ALL = [
          "Electroencephalographic signatures of attentional and cognitive default modes in spontaneous brain "
          "activity fluctuations at rest", "Proceedings of the National Academy of Sciences of the USA",
          "100(19):11053-11058", doi="10.1073/pnas.1831638100"),
+    _ref("worsley2002", ["Worsley KJ", "Liao CH", "Aston J", "Petre V", "Duncan GH", "Morales F", "Evans AC"], 2002,
+         "A general statistical analysis for fMRI data", "NeuroImage", "15(1):1-15",
+         doi="10.1006/nimg.2001.0933"),
     _ref("benjamini1995", ["Benjamini Y", "Hochberg Y"], 1995,
          "Controlling the false discovery rate: a practical and powerful approach to multiple testing",
          "Journal of the Royal Statistical Society: Series B", "57(1):289-300",
