@@ -3,6 +3,7 @@
     neurofuse simulate OUT [--small] [--subjects N] ...   write a ground-truth EEG-fMRI BIDS dataset
     neurofuse index BIDS_DIR [--json FILE] ...           index a dataset and print what was found
     neurofuse audit RESULTS [--json] [--rerun] ...        check outputs against the provenance manifest
+    neurofuse privacy-check BIDS_DIR / deidentify ...    identifying data (neurofuse.privacy.cli)
 
 Bad input ends with one line on stderr (file, problem, what to do) and exit code 2.
 ``audit`` exits 0 when every output matches its manifest (and, with ``--rerun``, the
@@ -175,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"absolute tolerance (default {DEFAULT_ATOL:g})")
     aud.add_argument("--strict", action="store_true", help="with --rerun: pass only if every output is bit-identical")
     aud.set_defaults(func=_cmd_audit)
+
+    from neurofuse.privacy.cli import register as register_privacy
+
+    register_privacy(sub)
     return parser
 
 
