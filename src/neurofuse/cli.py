@@ -5,6 +5,7 @@
     neurofuse audit RESULTS [--json] [--rerun] ...        check outputs against the provenance manifest
     neurofuse methods [--config FILE] [--index FILE] ...  the methods text (and CITATION.md) of a config
     neurofuse crate RESULTS [--zip OUT] ...               (re)build the Workflow Run RO-Crate of a run
+    neurofuse privacy-check BIDS_DIR / deidentify ...    identifying data (neurofuse.privacy.cli)
 
 Bad input ends with one line on stderr (file, problem, what to do) and exit code 2.
 ``audit`` exits 0 when every output matches its manifest (and, with ``--rerun``, the
@@ -227,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     cra.add_argument("--agent-name", help="the person who ran the workflow (the crate's agent)")
     cra.add_argument("--agent-id", help="their ORCID URL, e.g. https://orcid.org/0000-0002-1825-0097")
     cra.set_defaults(func=_cmd_crate)
+
+    from neurofuse.privacy.cli import register as register_privacy
+
+    register_privacy(sub)
     return parser
 
 

@@ -1,0 +1,75 @@
+"""The privacy subcommands of ``neurofuse`` (registered by :func:`register`).
+
+    neurofuse privacy-check BIDS_DIR [--json [FILE]] [--fail-on low|medium|high] ...
+    neurofuse deidentify BIDS_DIR OUT [--seed N] [--shifts FILE] [--hardlink]
+
+``privacy-check`` exits 1 when it finds anything at or above ``--fail-on`` (default
+``low``: anything), 0 when not; bad input exits 2 (``neurofuse.cli.main``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from neurofuse.privacy.text import SEVERITIES
+
+
+def _limit(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _emit_json(target: str, text: str) -> None:
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        from neurofuse.io import atomic_write_text
+
+        atomic_write_text(target, text)
+
+
+def cmd_privacy_check(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from neurofuse.privacy.scan import scan_dataset
+
+    with tqdm(unit="file", desc="privacy-check", file=sys.stderr, disable=args.quiet or not sys.stderr.isatty(),
+              leave=False) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = scan_dataset(args.bids_dir, faces=not args.no_faces, max_files=args.max_files,
+                              max_face_images=args.max_face_images, seed=args.seed, progress=progress)
+    failing = report.at_least(args.fail_on)
+    if args.json is not None:
+        _emit_json(args.json, report.to_json())
+    if args.json != "-":
+        table = report.table()
+        if table:
+            print(table)
+        for note in report.notes:
+            print(f"note: {note}")
+        print(report.summary())
+        if report.findings and not failing:
+            print(f"nothing at or above --fail-on {args.fail_on}")
+    return 1 if failing else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``privacy-check`` (and ``deidentify``) to the ``neurofuse`` command."""
+    chk = sub.add_parser("privacy-check", help="list identifying data in a BIDS dataset (exit 1 if any)")
+    chk.add_argument("bids_dir")
+    chk.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                     help="write the report as JSON to FILE (or to stdout without FILE)")
+    chk.add_argument("--fail-on", choices=SEVERITIES, default="low",
+                     help="exit 1 when a finding is at least this severe (default: low, i.e. anything)")
+    chk.add_argument("--no-faces", action="store_true", help="skip the face check of anatomical images")
+    chk.add_argument("--max-files", type=_limit, help="check a random sample of this many files (large datasets)")
+    chk.add_argument("--max-face-images", type=_limit, help="face-check a random sample of this many images")
+    chk.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
+    chk.add_argument("--quiet", action="store_true", help="no progress bar")
+    chk.set_defaults(func=cmd_privacy_check)
