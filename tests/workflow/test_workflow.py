@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 pytestmark = pytest.mark.xdist_group("snakemake")
 
@@ -80,6 +81,19 @@ def test_real_run_writes_the_summary(workdir, small_dataset):
         assert np.corrcoef(bands["alpha_mean_hrf"], drivers["alpha_hrf"])[0, 1] > 0.75
         clean = workdir.path / f"results/sub-{sub}/eeg/sub-{sub}_task-rest_desc-clean_eeg.fif"
         assert clean.stat().st_size > 100_000
+    # Fusion: the group GLM finds the true alpha region, with BOLD going down as alpha goes up.
+    # (The small preset's 2 short runs carry too little for the weaker beta coupling and the
+    # deep model: those are scored on the demo preset by benchmarks/bench_fusion.py.)
+    truth_file = small_dataset / "derivatives/simulation/space-MNI152NLin2009cAsym_label-alpha_mask.nii.gz"
+    alpha = np.asarray(nib.load(truth_file).dataobj) > 0
+    z = np.asarray(nib.load(workdir.path / "results/group/task-rest_space-MNI152NLin2009cAsym_desc-alpha_stat-z_statmap.nii.gz").dataobj)
+    inside = z != 0
+    assert roc_auc_score(alpha[inside], -z[inside]) >= 0.9  # measured 0.98
+    assert z[alpha & inside].mean() < -1.0
+    thresholded = json.loads((workdir.path / "results/group/task-rest_space-MNI152NLin2009cAsym_desc-alphathresholded_stat-z_statmap.json").read_text())
+    assert thresholded["voxels_surviving"] > 100
+    stack = nib.load(workdir.path / "results/group/task-rest_space-MNI152NLin2009cAsym_desc-alphafusionsubjects_statmap.nii.gz")
+    assert stack.shape[3] == 2
     html = (workdir.path / "results/report/dataset_summary.html").read_text()
     assert "sub-01_task-rest" in html and "EEG-BOLD pairs" in html
     # A second run has nothing to do.
