@@ -197,6 +197,10 @@ def _windows(n: int, window: int, start: int = 0, stop: int | None = None) -> np
     return np.arange(start + window - 1, stop)
 
 
+#: Fewest windows a run's validation block holds when the run is long enough for it.
+MIN_VAL_WINDOWS = 4
+
+
 def _split(prep: Prepared, held_out: list[int], window: int, val_fraction: float):
     """(train, validation, test) lists of (run index, window end indices)."""
     train, val, test = [], [], []
@@ -210,8 +214,11 @@ def _split(prep: Prepared, held_out: list[int], window: int, val_fraction: float
     else:
         test = [(i, _windows(len(prep.bold[i]), window)) for i in held_out]
         parts = [(i, (0, len(prep.bold[i]))) for i in range(len(prep.runs)) if i not in held_out]
+    min_val = window + MIN_VAL_WINDOWS - 1  # volumes for MIN_VAL_WINDOWS whole validation windows
     for i, (a, b) in parts:
         n_val = max(1, int(round((b - a) * val_fraction)))
+        if n_val < min_val and (b - a) - min_val >= window + MIN_VAL_WINDOWS - 1:
+            n_val = min_val  # short runs: a block long enough to hold whole windows, if training keeps as many
         cut = b - n_val
         train.append((i, _windows(b, window, a, cut)))
         val.append((i, np.arange(cut + window - 1, b)))  # windows wholly after the training part
@@ -279,6 +286,9 @@ def train_fold(prep: Prepared, held_out: list[int], cfg: TrainConfig, checkpoint
     xe, xf, yt = (torch.from_numpy(a) for a in _gather(prep, train, cfg.window, region_ts))
     if val is not None:
         ve, vf, vy = (torch.from_numpy(a).to(device) for a in _gather(prep, val, cfg.window, region_ts))
+    if val is None:
+        log(f"runs too short for a validation block after {cfg.window}-volume windows: "
+            "early stopping watches the training loss (no validation figures)")
     if len(xe) < 4:
         raise NeuroFuseError(f"only {len(xe)} training windows", hint="lower fusion.model.window or add data")
     model = FusionModel(xe.shape[2], xf.shape[2], cfg.window, arch=cfg.arch, width=cfg.width,
@@ -328,16 +338,18 @@ def train_fold(prep: Prepared, held_out: list[int], cfg: TrainConfig, checkpoint
                 z_e, z_f, pred = model(ve, vf)
                 v_mse = float(torch.mean((pred - vy) ** 2))
                 v_nce = float(info_nce(z_e, z_f, cfg.temperature)) if len(ve) > 1 else 0.0
-            else:
-                v_mse, v_nce = total["mse"] / len(xe), total["nce"] / len(xe)
+            else:  # no validation block fits: stop on the training loss, and record no validation figures
+                v_mse = v_nce = math.nan
+        monitored = (v_mse + cfg.nce_weight * v_nce) if val is not None else \
+            (total["mse"] + cfg.nce_weight * total["nce"]) / len(xe)
         v_loss = v_mse + cfg.nce_weight * v_nce
         state["epoch"] += 1
         state["history"].append({"epoch": state["epoch"], "train_mse": total["mse"] / len(xe),
                                  "train_nce": total["nce"] / len(xe), "val_mse": v_mse, "val_nce": v_nce,
                                  "val_loss": v_loss})
         seconds.append(time.perf_counter() - t0)
-        if v_loss < state["best"] - 1e-4:
-            state.update(best=v_loss, best_epoch=state["epoch"], bad=0,
+        if monitored < state["best"] - 1e-4:
+            state.update(best=monitored, best_epoch=state["epoch"], bad=0,
                          best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         else:
             state["bad"] += 1
@@ -470,7 +482,7 @@ def fit_fusion(runs: Sequence[RunInput], bands: Sequence[str], cfg: TrainConfig,
         held = sorted({item["run"] for item in res["runs"]})
         fold_logs.append({"fold": k, "held_out": held, "best_epoch": fit["best_epoch"], "epochs": len(fit["history"]),
                           "n_train_windows": fit["n_train"], "n_val_windows": fit["n_val"],
-                          "best_val_mse": fit["history"][fit["best_epoch"] - 1]["val_mse"] if fit["best_epoch"] else None,
+                          "best_val_mse": _number(fit["history"][fit["best_epoch"] - 1]["val_mse"]) if fit["best_epoch"] else None,
                           "held_out_median_r": {i["run"]: float(np.median(i["maps"]["fusion"])) for i in res["runs"]},
                           "held_out_top1pct_r": {i["run"]: float(np.quantile(i["maps"]["fusion"], 0.99)) for i in res["runs"]}})
         for row in fit["history"]:
@@ -539,10 +551,18 @@ def fit_fusion(runs: Sequence[RunInput], bands: Sequence[str], cfg: TrainConfig,
             "folds": fold_logs, "scheme": scheme, "excluded": prep.excluded}
 
 
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
 def _write_history(rows: Sequence[Mapping[str, Any]], path: str) -> None:
     cols = ["fold", "epoch", "train_mse", "train_nce", "val_mse", "val_nce", "val_loss"]
-    lines = ["\t".join(cols)] + ["\t".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in cols)
-                                 for row in rows]
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "n/a" if math.isnan(value) else f"{value:.6g}"
+        return str(value)
+
+    lines = ["\t".join(cols)] + ["\t".join(cell(row[c]) for c in cols) for row in rows]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
@@ -579,7 +599,8 @@ def _plot_curves(rows: Sequence[Mapping[str, Any]], path: str) -> None:
         ep = [r["epoch"] for r in rr]
         for ax, key in zip(axes, ("mse", "nce")):
             line, = ax.plot(ep, [r[f"train_{key}"] for r in rr], label=f"fold {fold} train")
-            ax.plot(ep, [r[f"val_{key}"] for r in rr], "--", color=line.get_color(), label=f"fold {fold} validation")
+            if not all(math.isnan(r[f"val_{key}"]) for r in rr):
+                ax.plot(ep, [r[f"val_{key}"] for r in rr], "--", color=line.get_color(), label=f"fold {fold} validation")
     axes[0].set(title="EEG -> BOLD prediction (MSE, z units)", xlabel="epoch", ylabel="mean squared error")
     axes[1].set(title="Contrastive EEG-fMRI alignment (InfoNCE)", xlabel="epoch", ylabel="loss (nats)")
     axes[0].legend(fontsize=7)
