@@ -23,8 +23,15 @@ DATA_SUFFIXES = (".nii.gz", ".nii", ".tsv", ".json", ".mat")
 KNOWN_NONDETERMINISTIC_SUFFIXES = ()
 
 
+#: Written after the run, from its manifest, and not byte-identical between two runs by
+#: design: the manifest records when each run's jobs started and ended (and when it was
+#: written), and the RO-Crate's CreateAction carries those times and the manifest's hash.
+#: Checked below instead: both crates list the same outputs with the same SHA-256.
+RUN_RECORDS = ("neurofuse/provenance.json", "ro-crate-metadata.json")
+
+
 def _hashes(results):
-    skip = ("logs/", "benchmarks/", "neurofuse/provenance.json")
+    skip = ("logs/", "benchmarks/") + RUN_RECORDS
     return {
         path.relative_to(results).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(results.rglob("*"))
@@ -48,7 +55,8 @@ def test_two_runs_are_identical_and_audit_catches_a_hand_edit(workdir, small_dat
     assert any(ref.startswith("work/sub-01/anat/") for ref in job["inputs"])
     description = json.loads((results / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"
-    assert (results / ".bidsignore").read_text().split() == ["work/", "logs/", "benchmarks/", "neurofuse/", "report/"]
+    assert (results / ".bidsignore").read_text().split() == ["work/", "logs/", "benchmarks/", "neurofuse/", "report/",
+                                                             "CITATION.md", "ro-crate-metadata.json"]
 
     # Second run, from the manifest, into a scratch folder; compare every output.
     assert main(["audit", str(results)]) == 0
@@ -69,6 +77,10 @@ def test_two_runs_are_identical_and_audit_catches_a_hand_edit(workdir, small_dat
     assert len(data) >= 20
     assert not [path for path in differing if path.endswith(DATA_SUFFIXES)], differing
     assert all(path.endswith(KNOWN_NONDETERMINISTIC_SUFFIXES) for path in differing), differing
+    crate_files = [{(e["@id"], e.get("sha256")) for e in json.loads((root / "ro-crate-metadata.json").read_text())["@graph"]
+                    if e.get("@type") == "File" and e["@id"] != "neurofuse/provenance.json"}
+                   for root in (results, scratch / "results")]
+    assert crate_files[0] == crate_files[1] and len(crate_files[0]) >= len(data)
     rerun = {entry["path"]: entry for entry in report["rerun"]["files"]}
     assert sorted(p for p, e in rerun.items() if e["status"] != "identical") == differing
     assert code == (0 if not differing else 1)

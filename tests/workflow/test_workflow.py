@@ -106,9 +106,14 @@ def test_real_run_writes_the_summary(workdir, small_dataset):
     for page, run_ids in zip(pages, [list(table["run"])] + [[run] for run in table["run"]]):
         text = page.read_text()
         assert all(run in text for run in run_ids), page
-        refs = re.findall(r'(?:src|href)="([^"#][^"]*)"', text)
+        refs = [ref for ref in re.findall(r'(?:src|href)="([^"#][^"]*)"', text) if "://" not in ref]  # not DOI links
         assert refs and all((report_dir / ref).is_file() for ref in refs), page
     assert "Framewise displacement, mean" in pages[1].read_text() and "R-peaks found" in pages[1].read_text()
+    # The methods text (in the group report), CITATION.md and the RO-Crate of the run.
+    assert "(Allen et al., 2000)" in pages[0].read_text() and "https://doi.org/10.1006/nimg.2000.0599" in pages[0].read_text()
+    assert "Allen PJ, Josephs O, Turner R (2000)" in (workdir.path / "results/CITATION.md").read_text()
+    crate = json.loads((workdir.path / "results/ro-crate-metadata.json").read_text())
+    assert any(entity.get("@type") == "CreateAction" for entity in crate["@graph"])
     # Snakemake's own report over the same run.
     zipped = workdir.path / "report.zip"
     snakemake_report = workdir.snakemake("--report", str(zipped), bids_dir=small_dataset, timeout=600)

@@ -188,7 +188,6 @@ class _Builder:
         self.results, self.manifest = results, manifest
         self.crate = ROCrate(version=RO_CRATE_VERSION)
         self.crate.metadata.extra_contexts.append(WFRUN_CONTEXT)
-        self._formats: dict[str, Any] = {}
 
     def context(self, identifier: str, properties: Mapping[str, Any]):
         from rocrate.model.contextentity import ContextEntity

@@ -288,10 +288,11 @@ def _fmri_section(w: _Writer, config: Mapping[str, Any], facts: DatasetFacts | N
     if with_t1w:
         registration.append(
             f"Each T1w image was registered to {template}, resampled to {_num(fmri['registration_resolution'])} mm, "
-            f"with ANTsPy {_version(versions, 'antspyx')} " + w.cite("tustison2021") + ": rigid and affine stages "
-            "(mutual information) followed by symmetric diffeomorphic normalisation (SyN; "
+            f"with ANTsPy {_version(versions, 'antspyx')} " + w.cite("tustison2021") + ": after aligning the centres "
+            "of mass, an affine stage (Mattes mutual information) was followed by symmetric diffeomorphic "
+            "normalisation (SyN; "
             + w.cite("avants2008", bare=True) + f") with a {_default(register_t1w_to_template, 'syn_metric')} metric of radius "
-            f"{_default(register_t1w_to_template, 'syn_sampling')} voxels and ({syn_iter}) iterations per level, the "
+            f"{_default(register_t1w_to_template, 'syn_sampling')} voxels and ({syn_iter}) iterations per level, its "
             "metric restricted to the template's brain mask dilated by 3 voxels, on one thread with a fixed seed. "
             "The T1w images were used as provided, without skull stripping (the template is brain-only).")
         dof = "rigid (6 degrees of freedom)" if fmri["bold_to_t1w"] == "Rigid" else "affine (12 degrees of freedom)"
