@@ -105,6 +105,7 @@ def seed_phi(root: Path) -> set[tuple[str, str]]:
             cells[1] = "92"
         lines.append("\t".join(cells) + "\t" + extra[cells[0]].rstrip("\t"))
     participants.write_text("\n".join(lines) + "\n")
+    _edit_json(root / "participants.json", name={"Description": "Full name"})
     expected |= {("participants.tsv", f"column '{c}'") for c in ["name", "date_of_birth", "notes", "age"]}
     expected |= {(f"sub-0{i}/sub-0{i}_scans.tsv", "column 'acq_time'") for i in (1, 2)}
 
@@ -139,7 +140,7 @@ def seed_phi(root: Path) -> set[tuple[str, str]]:
     expected.add((photo, "(file)"))
     session = "sub-02/ses-20210301/anat/sub-02_ses-20210301_T2w.json"
     (root / session).parent.mkdir(parents=True)
-    (root / session).write_text("{}")
+    (root / session).write_text('{"IntendedFor": "bids::sub-02/ses-20210301/func/x_bold.nii.gz"}')
     expected.add((session, "(file name)"))
     junk = "sub-02/anat/sub-02_T1w.json"
     (root / junk).write_bytes(b"\x00\x9f\x92\x96binary junk\xff")

@@ -237,3 +237,33 @@ def mask(value: object, limit: int = 24) -> str:
     if len(masked) > limit:
         masked = masked[:limit] + "..."
     return f"'{masked}' ({len(text)} characters)"
+
+
+def shift_dates(text: str, days: int, *, compact: bool = True) -> str:
+    """``text`` with every date moved ``days`` back, each written as it was (ISO, compact, dotted ...)."""
+    delta = _dt.timedelta(days=days)
+
+    def iso(m: re.Match) -> str:
+        date = _valid(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        return (date - delta).isoformat() if date else m.group(0)
+
+    def dotted(m: re.Match) -> str:
+        date = _valid(int(m.group(3)), int(m.group(2)), int(m.group(1)))
+        if date is None:
+            return m.group(0)
+        sep = m.group(0)[len(m.group(1))]
+        return (date - delta).strftime(f"%d{sep}%m{sep}%Y")
+
+    def month(m: re.Match) -> str:
+        number = _MONTHS.get(m.group(2).lower())
+        date = _valid(int(m.group(3)), number, int(m.group(1))) if number else None
+        return (date - delta).strftime("%d-%b-%Y").upper() if date else m.group(0)
+
+    def packed(m: re.Match) -> str:
+        date = _valid(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        return (date - delta).strftime("%Y%m%d") + m.group(0)[8:] if date else m.group(0)
+
+    text = _ISO_DATE.sub(iso, text)
+    text = _DOT_DATE.sub(dotted, text)
+    text = _MON_DATE.sub(month, text)
+    return _COMPACT_DATE.sub(packed, text) if compact else text
