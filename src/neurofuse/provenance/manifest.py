@@ -13,6 +13,10 @@ What it holds (format :data:`MANIFEST_FORMAT`):
     the source dataset), the rule's params (as Snakemake records them), its log, and
     the code: the script file and its SHA-256, or the shell command. Read from
     Snakemake's own per-output metadata (:mod:`.snakemake_metadata`).
+``privacy``
+    The privacy gate's decision (:mod:`neurofuse.privacy.gate`): whether data left the
+    machine, the scan's counts, and any explicit decision to allow identifiable data
+    with its reason.
 ``dataset``, ``config``, ``seed``
     The source dataset (absolute path, URL, name, DOI, hash of its description) and the
     validated config of the run, so that ``neurofuse audit --rerun`` can repeat it.
@@ -73,6 +77,7 @@ RAW_PREFIX = "bids:raw:"
 KNOWN_PRODUCERS = {
     "neurofuse/dataset_index.json": "neurofuse.workflow.load_index (Snakemake main process)",
     DESCRIPTION_NAME: "neurofuse.provenance.finalize_run",
+    "neurofuse/privacy_gate.json": "neurofuse.privacy.gate.run_gate (Snakemake main process)",
     ".bidsignore": "neurofuse.provenance.finalize_run",
 }
 
@@ -221,6 +226,16 @@ def _collect_jobs(
     return dict(sorted(jobs.items()))
 
 
+def _privacy_decision(out: Path) -> dict[str, Any] | None:
+    """The privacy gate's decision of the run (``neurofuse.privacy.gate``), without the findings list."""
+    from neurofuse.privacy.gate import read_decision
+
+    decision = read_decision(out)
+    if decision is not None:
+        decision.pop("findings", None)  # listed in neurofuse/privacy_gate.json, which the manifest hashes
+    return decision
+
+
 def build_manifest(
     output_dir: str | os.PathLike,
     *,
@@ -285,6 +300,7 @@ def build_manifest(
             "derivative_name": description["Name"],
         },
         "config": _plain(dict(config)),
+        "privacy": _privacy_decision(out),
         "seed": config.get("seed"),
         "workflow": {
             "dir": str(workflow),
