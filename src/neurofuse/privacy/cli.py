@@ -2,6 +2,7 @@
 
     neurofuse privacy-check BIDS_DIR [--json [FILE]] [--fail-on low|medium|high] ...
     neurofuse deidentify BIDS_DIR OUT [--seed N] [--shifts FILE] [--hardlink]
+    neurofuse assess BIDS_DIR --skills S --support S [--budget USD] [--format text|markdown|json]
 
 ``privacy-check`` exits 1 when it finds anything at or above ``--fail-on`` (default
 ``low``: anything), 0 when not; bad input exits 2 (``neurofuse.cli.main``).
@@ -86,6 +87,25 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
     return 0 if result.clean else 1
 
 
+def cmd_assess(args: argparse.Namespace) -> int:
+    from neurofuse.privacy.assess import assess
+
+    result = assess(args.bids_dir, skills=args.skills, support=args.support, budget=args.budget,
+                    scan_report=args.scan_report)
+    if args.format == "json":
+        import json
+
+        text = json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n"
+    else:
+        text = result.markdown() if args.format == "markdown" else result.text() + "\n"
+    if args.out:
+        _emit_json(args.out, text)
+        print(f"wrote {args.out}: {result.recommendation} ({result.profile})")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``privacy-check`` (and ``deidentify``) to the ``neurofuse`` command."""
     chk = sub.add_parser("privacy-check", help="list identifying data in a BIDS dataset (exit 1 if any)")
@@ -112,3 +132,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     dei.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write what changed as JSON")
     dei.add_argument("--quiet", action="store_true", help="no progress bar")
     dei.set_defaults(func=cmd_deidentify)
+
+    from neurofuse.privacy.assess import SKILLS, SUPPORT
+
+    ass = sub.add_parser("assess", help="evaluation matrix (size, privacy, skills, support, budget): local, HPC "
+                                        "or cloud, and an IRB checklist")
+    ass.add_argument("bids_dir")
+    ass.add_argument("--skills", choices=SKILLS, required=True, help="the team's computing skills")
+    ass.add_argument("--support", choices=SUPPORT, required=True,
+                     help="what the institution supports: none, an HPC cluster, a cloud agreement")
+    ass.add_argument("--budget", type=float, help="money available for computing (USD); omit or 0 for none")
+    ass.add_argument("--scan-report", help="use this privacy-check JSON instead of scanning again")
+    ass.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    ass.add_argument("--out", help="write to this file (e.g. for the ethics application)")
+    ass.set_defaults(func=cmd_assess)

@@ -91,6 +91,10 @@ SIDECAR_KEYS: dict[str, Rule] = {
     **dict.fromkeys(["ImageComments", "PatientComments", "StudyComments", "AdditionalPatientHistory",
                      "RequestAttributesSequence", "ProcedureStepDescription"], _FREE),
     "PatientAge": Rule("low", "the age at the scan", "review"),
+    # Credentials that end up in a dataset by accident (a service-account key, an API token).
+    **dict.fromkeys(["private_key", "private_key_id", "client_secret", "access_token", "refresh_token",
+                     "aws_secret_access_key", "aws_session_token", "password", "api_key"],
+                    Rule("high", "a credential: remove the file and revoke the key")),
 }
 _SIDECAR_KEYS_LOWER = {key.lower(): rule for key, rule in SIDECAR_KEYS.items()}
 
