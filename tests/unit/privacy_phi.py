@@ -135,6 +135,15 @@ def seed_phi(root: Path) -> set[tuple[str, str]]:
     shutil.copy(NIBABEL_DATA / "T1.PAR", source / "T1.PAR")
     expected |= {("sourcedata/sub-01/IM0001", "(file)"), ("sourcedata/sub-01/T1.PAR", "Patient name"),
                  ("sourcedata/sub-01/T1.PAR", "Examination date/time")}
+    log = "sourcedata/sub-01/rest_task.log"
+    (root / log).write_text("PsychoPy log\nParticipant name: Jane Doe\nStarted 01/03/2021 09:10\ntrial\tonset\n1\t0.5\n")
+    expected.add((log, "text"))
+    readme = root / "README"
+    readme.write_text(readme.read_text() + "\nContact the authors: lab@example.org. Pilot: name = J. Doe, +44 20 7946 0958\n")
+    expected.add(("README", "text"))
+    nested = "sub-02/func/sub-02_task-rest_bold.json"
+    _edit_json(root / nested, Patient={"Name": "Doe^Jane", "Sex": "F"})
+    expected.add((nested, "Patient.Name"))
     photo = "sub-01/eeg/sub-01_acq-cap_photo.jpg"
     (root / photo).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     expected.add((photo, "(file)"))

@@ -95,6 +95,8 @@ def test_identifiers_removed_and_data_kept(deidentified):
     assert edf_out.info["subject_info"].get("last_name") in (None, "X")
     info = mne.io.read_info(out / "sub-03/eeg/sub-03_task-outside_eeg.fif", verbose="error")
     assert info["subject_info"].get("first_name") == "mne_anonymize" and "birthday" not in info["subject_info"]
+    assert (out / "README").read_text().endswith("Contact the authors: lab@example.org. Pilot: name: [removed], [removed]\n")
+    assert "Participant name: [removed]" in (out / "sourcedata/sub-01/rest_task.log").read_text()
     raw_in = mne.io.read_raw_brainvision(src / "sub-01/eeg/sub-01_task-rest_eeg.vhdr", verbose="error")
     raw_out = mne.io.read_raw_brainvision(out / "sub-01/eeg/sub-01_task-rest_eeg.vhdr", verbose="error")
     assert np.array_equal(raw_in.get_data(), raw_out.get_data())

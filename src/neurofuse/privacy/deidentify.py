@@ -283,6 +283,8 @@ def _write_one(root: Path, tmp: Path, rel: str, rel_out: str, offsets: dict[str,
                                           lambda row: subject_of(rel) or _participant(row))
             dropped_columns[rel_out] = [c for c in before if c not in tabular.read_table(dst).columns]
             return changes
+        if kind == "text" and other.scan_text(src, rel):
+            return other.clean_text(src, dst, rel)
         if kind == "eeg" and eeg.scan_eeg(src):
             return eeg.clean_eeg(src, dst, lambda: days)
     except NeuroFuseError as err:

@@ -147,6 +147,9 @@ _COMPACT_DATE = re.compile(r"(?<![\d])(\d{4})(\d{2})(\d{2})(?:\d{6})?(?:\.\d+)?(
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 PHONE = re.compile(r"(?<![\w.])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?)?\d{2,4}[\s.-]\d{2,4}[\s.-]\d{2,5}(?![\w.])")
 SSN = re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")
+#: "Name: Jane Doe", "patient id = 448812", "DOB: ..." in free text.
+LABELLED = re.compile(r"\b(?:patient|subject|participant)?[ _-]?(?:name|surname|birth[ _-]?date|date of birth|dob|mrn"
+                      r"|patient[ _-]?id)\s*[:=]\s*(?!(?:n/?a|none|x|unknown|anonymi[sz]ed)\b)[^\s,;\[]", re.IGNORECASE)
 
 
 def _valid(year: int, month: int, day: int) -> _dt.date | None:
@@ -199,6 +202,8 @@ def _without_dates(text: str, compact: bool) -> str:
 def classify_text(text: str, *, compact_dates: bool = False) -> list[TextHit]:
     """Identifiers found in a piece of free text (strongest first); ``[]`` if none."""
     hits: list[TextHit] = []
+    if LABELLED.search(text):
+        hits.append(TextHit("high", "a labelled name, ID or birth date"))
     if EMAIL.search(text):
         hits.append(TextHit("high", "an e-mail address"))
     undated = _without_dates(text, compact_dates)  # "1951-05-02" is a date, not a phone number
@@ -214,6 +219,8 @@ def classify_text(text: str, *, compact_dates: bool = False) -> list[TextHit]:
 
 def redact_text(text: str, *, compact_dates: bool = False) -> str:
     """``text`` with e-mail addresses, phone and social security numbers and dates removed."""
+    text = LABELLED.sub(lambda m: m.group(0)[:-1].rstrip(":= ") + ": [removed]", text)
+    text = re.sub(r"\[removed\][^\n,;]*", "[removed]", text)  # the rest of the labelled value
     text = _without_dates(EMAIL.sub("[removed]", text), compact_dates)
     return PHONE.sub("[removed]", SSN.sub("[removed]", text))
 
