@@ -105,6 +105,7 @@ def seed_phi(root: Path) -> set[tuple[str, str]]:
             cells[1] = "92"
         lines.append("\t".join(cells) + "\t" + extra[cells[0]].rstrip("\t"))
     participants.write_text("\n".join(lines) + "\n")
+    _edit_json(root / "participants.json", name={"Description": "Full name"})
     expected |= {("participants.tsv", f"column '{c}'") for c in ["name", "date_of_birth", "notes", "age"]}
     expected |= {(f"sub-0{i}/sub-0{i}_scans.tsv", "column 'acq_time'") for i in (1, 2)}
 
@@ -134,12 +135,21 @@ def seed_phi(root: Path) -> set[tuple[str, str]]:
     shutil.copy(NIBABEL_DATA / "T1.PAR", source / "T1.PAR")
     expected |= {("sourcedata/sub-01/IM0001", "(file)"), ("sourcedata/sub-01/T1.PAR", "Patient name"),
                  ("sourcedata/sub-01/T1.PAR", "Examination date/time")}
+    log = "sourcedata/sub-01/rest_task.log"
+    (root / log).write_text("PsychoPy log\nParticipant name: Jane Doe\nStarted 01/03/2021 09:10\ntrial\tonset\n1\t0.5\n")
+    expected.add((log, "text"))
+    readme = root / "README"
+    readme.write_text(readme.read_text() + "\nContact the authors: lab@example.org. Pilot: name = J. Doe, +44 20 7946 0958\n")
+    expected.add(("README", "text"))
+    nested = "sub-02/func/sub-02_task-rest_bold.json"
+    _edit_json(root / nested, Patient={"Name": "Doe^Jane", "Sex": "F"})
+    expected.add((nested, "Patient.Name"))
     photo = "sub-01/eeg/sub-01_acq-cap_photo.jpg"
     (root / photo).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     expected.add((photo, "(file)"))
     session = "sub-02/ses-20210301/anat/sub-02_ses-20210301_T2w.json"
     (root / session).parent.mkdir(parents=True)
-    (root / session).write_text("{}")
+    (root / session).write_text('{"IntendedFor": "bids::sub-02/ses-20210301/func/x_bold.nii.gz"}')
     expected.add((session, "(file name)"))
     junk = "sub-02/anat/sub-02_T1w.json"
     (root / junk).write_bytes(b"\x00\x9f\x92\x96binary junk\xff")

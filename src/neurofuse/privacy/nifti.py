@@ -101,14 +101,15 @@ def scrub_nifti(src: str | Path, dst: str | Path) -> list[str]:
     if len(new.extensions):
         changes.append(f"dropped {len(new.extensions)} header extension(s)")
         new.extensions.clear()
-    old_offset = int(old["vox_offset"])
+    old_offset = int(img.dataobj.offset)  # the header field may read 0; the proxy knows where data start
     new_offset = int(new.sizeof_hdr) + 4  # header + the 4-byte extension flag
     new["vox_offset"] = new_offset
     opener = gzip.open if src.name.endswith(".gz") else open
     suffix = ".nii.gz" if src.name.endswith(".gz") else ".nii"
     with opener(src, "rb") as fin, atomic_path(dst, suffix=suffix) as tmp:
-        writer = gzip.open(tmp, "wb", compresslevel=6, mtime=0) if suffix == ".nii.gz" else open(tmp, "wb")
-        with writer as fout:
+        raw_out = open(tmp, "wb")
+        writer = gzip.GzipFile(fileobj=raw_out, mode="wb", compresslevel=6, mtime=0) if suffix == ".nii.gz" else raw_out
+        with raw_out, writer as fout:
             new.write_to(fout)  # header, extension flag (and no extensions)
             fout.write(b"\x00" * (new_offset - fout.tell()))
             fin.seek(old_offset)

@@ -12,6 +12,7 @@ folders included: they travel with the dataset), except version-control internal
 ``.vhdr .vmrk .edf .bdf``  header text / bytes, never the signal (:mod:`.eeg`)
 ``.fif``                   ``mne.io.read_info`` (:mod:`.eeg`)
 ``.par``, DICOM, photos    :mod:`.other`
+text, README, logs         labelled names, e-mail, phone numbers, dates (:mod:`.other`)
 every path                 dates in file and folder names
 =========================  ==========================================================
 
@@ -64,6 +65,8 @@ def kind_of(rel: str) -> str | None:
         return "photo"
     if other.HEADSHAPE.search(name):
         return "headshape"
+    if lower.endswith(other.TEXT_SUFFIXES) or other.DOC_NAMES.match(name):
+        return "text"
     if "." not in name:
         return "maybe-dicom"
     return None
@@ -123,6 +126,8 @@ def check_file(root: Path, rel: str, kind: str | None, *, face: bool) -> list[Fi
         if kind == "maybe-dicom":
             if other.is_dicom(path):
                 findings += [make(*item) for item in other.scan_dicom(path)]
+        elif kind == "text":
+            findings += [make(*item) for item in other.scan_text(path, rel)]
         elif kind is not None:
             findings += [make(*item) for item in CHECKS[kind](path)]
         if face:

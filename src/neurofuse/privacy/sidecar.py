@@ -29,6 +29,7 @@ from neurofuse.privacy.text import (
     unshifted,
 )
 
+_PERSON_PARENTS = {"patient", "subject", "participant", "referringphysician", "operator"}
 REMOVE = "remove the key (neurofuse deidentify does)"
 SHIFT = "shift the date per subject to 1925 or earlier, as BIDS recommends (neurofuse deidentify does)"
 REDACT = "remove it from the text (neurofuse deidentify does)"
@@ -71,7 +72,8 @@ def _age_hit(path: str, value: Any) -> list[_Hit]:
 
 
 def _assess(path: str, key: str, value: Any) -> list[_Hit]:
-    rule = sidecar_rule(key)
+    parent = path.rsplit(".", 2)[-2].split("[")[0] if "." in path else ""
+    rule = sidecar_rule(key) or (sidecar_rule(parent + key) if parent.lower() in _PERSON_PARENTS else None)
     if key.lower() == "patientage":
         return _age_hit(path, value)
     if rule is not None and value not in (None, "", [], {}):

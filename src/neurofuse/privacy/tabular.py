@@ -44,6 +44,7 @@ from neurofuse.privacy.text import (
 PARTICIPANT_TABLES = re.compile(r"(^participants|_sessions|_scans)\.tsv$")
 _AGE = re.compile(r"^age(_?(at|years|yrs).*)?$", re.IGNORECASE)
 _MISSING = {"", "n/a", "na", "nan"}
+_LABEL_COLUMNS = {"participant_id", "session_id", "filename"}
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,8 @@ def assess_column(name: str, values: list[str], *, participant_table: bool) -> l
                 return [ColumnHit(name, "medium", f"{old} of {rows} ages are 89 or over",
                                   "code them as 89+, as BIDS recommends (neurofuse deidentify does)", "age")]
             return []
-    if all(_number(v) is not None for v in values):
-        return []
+    if name in _LABEL_COLUMNS or all(_number(v) is not None for v in values):
+        return []  # labels and file names: their dates are reported once, by the file-name check
     dated = [unshifted(find_dates(v, compact=participant_table)) for v in values]
     n_dated = sum(1 for d in dated if d)
     hits: list[ColumnHit] = []
@@ -133,7 +134,7 @@ def assess_column(name: str, values: list[str], *, participant_table: bool) -> l
         hits.append(ColumnHit(name, "medium", f"dates ({years}) in {n_dated} rows",
                               "shift them per subject to 1925 or earlier, as BIDS recommends (neurofuse deidentify does)"
                               if whole else "remove them (neurofuse deidentify does)", "shift" if whole else "redact"))
-    if participant_table and not hits and name != "participant_id" and _free_text(name, values):
+    if participant_table and not hits and _free_text(name, values):
         hits.append(ColumnHit(name, "low", f"free text in {rows} rows: check what it says",
                               "remove the column (neurofuse deidentify does)", "drop"))
     return hits

@@ -91,6 +91,10 @@ SIDECAR_KEYS: dict[str, Rule] = {
     **dict.fromkeys(["ImageComments", "PatientComments", "StudyComments", "AdditionalPatientHistory",
                      "RequestAttributesSequence", "ProcedureStepDescription"], _FREE),
     "PatientAge": Rule("low", "the age at the scan", "review"),
+    # Credentials that end up in a dataset by accident (a service-account key, an API token).
+    **dict.fromkeys(["private_key", "private_key_id", "client_secret", "access_token", "refresh_token",
+                     "aws_secret_access_key", "aws_session_token", "password", "api_key"],
+                    Rule("high", "a credential: remove the file and revoke the key")),
 }
 _SIDECAR_KEYS_LOWER = {key.lower(): rule for key, rule in SIDECAR_KEYS.items()}
 
@@ -143,6 +147,9 @@ _COMPACT_DATE = re.compile(r"(?<![\d])(\d{4})(\d{2})(\d{2})(?:\d{6})?(?:\.\d+)?(
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 PHONE = re.compile(r"(?<![\w.])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?)?\d{2,4}[\s.-]\d{2,4}[\s.-]\d{2,5}(?![\w.])")
 SSN = re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")
+#: "Name: Jane Doe", "patient id = 448812", "DOB: ..." in free text.
+LABELLED = re.compile(r"\b(?:patient|subject|participant)?[ _-]?(?:name|surname|birth[ _-]?date|date of birth|dob|mrn"
+                      r"|patient[ _-]?id)\s*[:=]\s*(?!(?:n/?a|none|x|unknown|anonymi[sz]ed)\b)[^\s,;\[]", re.IGNORECASE)
 
 
 def _valid(year: int, month: int, day: int) -> _dt.date | None:
@@ -195,6 +202,8 @@ def _without_dates(text: str, compact: bool) -> str:
 def classify_text(text: str, *, compact_dates: bool = False) -> list[TextHit]:
     """Identifiers found in a piece of free text (strongest first); ``[]`` if none."""
     hits: list[TextHit] = []
+    if LABELLED.search(text):
+        hits.append(TextHit("high", "a labelled name, ID or birth date"))
     if EMAIL.search(text):
         hits.append(TextHit("high", "an e-mail address"))
     undated = _without_dates(text, compact_dates)  # "1951-05-02" is a date, not a phone number
@@ -210,6 +219,8 @@ def classify_text(text: str, *, compact_dates: bool = False) -> list[TextHit]:
 
 def redact_text(text: str, *, compact_dates: bool = False) -> str:
     """``text`` with e-mail addresses, phone and social security numbers and dates removed."""
+    text = LABELLED.sub(lambda m: m.group(0)[:-1].rstrip(":= ") + ": [removed]", text)
+    text = re.sub(r"\[removed\][^\n,;]*", "[removed]", text)  # the rest of the labelled value
     text = _without_dates(EMAIL.sub("[removed]", text), compact_dates)
     return PHONE.sub("[removed]", SSN.sub("[removed]", text))
 
@@ -237,3 +248,33 @@ def mask(value: object, limit: int = 24) -> str:
     if len(masked) > limit:
         masked = masked[:limit] + "..."
     return f"'{masked}' ({len(text)} characters)"
+
+
+def shift_dates(text: str, days: int, *, compact: bool = True) -> str:
+    """``text`` with every date moved ``days`` back, each written as it was (ISO, compact, dotted ...)."""
+    delta = _dt.timedelta(days=days)
+
+    def iso(m: re.Match) -> str:
+        date = _valid(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        return (date - delta).isoformat() if date else m.group(0)
+
+    def dotted(m: re.Match) -> str:
+        date = _valid(int(m.group(3)), int(m.group(2)), int(m.group(1)))
+        if date is None:
+            return m.group(0)
+        sep = m.group(0)[len(m.group(1))]
+        return (date - delta).strftime(f"%d{sep}%m{sep}%Y")
+
+    def month(m: re.Match) -> str:
+        number = _MONTHS.get(m.group(2).lower())
+        date = _valid(int(m.group(3)), number, int(m.group(1))) if number else None
+        return (date - delta).strftime("%d-%b-%Y").upper() if date else m.group(0)
+
+    def packed(m: re.Match) -> str:
+        date = _valid(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        return (date - delta).strftime("%Y%m%d") + m.group(0)[8:] if date else m.group(0)
+
+    text = _ISO_DATE.sub(iso, text)
+    text = _DOT_DATE.sub(dotted, text)
+    text = _MON_DATE.sub(month, text)
+    return _COMPACT_DATE.sub(packed, text) if compact else text

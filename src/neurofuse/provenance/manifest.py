@@ -13,6 +13,10 @@ What it holds (format :data:`MANIFEST_FORMAT`):
     the source dataset), the rule's params (as Snakemake records them), its log, and
     the code: the script file and its SHA-256, or the shell command. Read from
     Snakemake's own per-output metadata (:mod:`.snakemake_metadata`).
+``privacy``
+    The privacy gate's decision (:mod:`neurofuse.privacy.gate`): whether data left the
+    machine, the scan's counts, and any explicit decision to allow identifiable data
+    with its reason.
 ``dataset``, ``config``, ``seed``
     The source dataset (absolute path, URL, name, DOI, hash of its description) and the
     validated config of the run, so that ``neurofuse audit --rerun`` can repeat it.
@@ -78,6 +82,7 @@ RAW_PREFIX = "bids:raw:"
 KNOWN_PRODUCERS = {
     "neurofuse/dataset_index.json": "neurofuse.workflow.load_index (Snakemake main process)",
     DESCRIPTION_NAME: "neurofuse.provenance.finalize_run",
+    "neurofuse/privacy_gate.json": "neurofuse.privacy.gate.run_gate (Snakemake main process)",
     ".bidsignore": "neurofuse.provenance.finalize_run",
 }
 
@@ -244,6 +249,16 @@ def _run_times(records: Mapping[str, Mapping[str, Any]], jobs: Mapping[str, Mapp
     return {"started": _iso_utc(min(starts)) if starts else None, "ended": _iso_utc(max(ends)) if ends else None}
 
 
+def _privacy_decision(out: Path) -> dict[str, Any] | None:
+    """The privacy gate's decision of the run (``neurofuse.privacy.gate``), without the findings list."""
+    from neurofuse.privacy.gate import read_decision
+
+    decision = read_decision(out)
+    if decision is not None:
+        decision.pop("findings", None)  # listed in neurofuse/privacy_gate.json, which the manifest hashes
+    return decision
+
+
 def build_manifest(
     output_dir: str | os.PathLike,
     *,
@@ -309,6 +324,7 @@ def build_manifest(
         },
         "config": _plain(dict(config)),
         "run": _run_times(records, jobs, out),
+        "privacy": _privacy_decision(out),
         "seed": config.get("seed"),
         "workflow": {
             "dir": str(workflow),
