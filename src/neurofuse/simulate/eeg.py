@@ -207,13 +207,13 @@ def _region_rhythm(r: RegionRhythm, dirs: np.ndarray, t_bold: np.ndarray, fs: fl
                    rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """Potentials at the sites (reference last) of a rhythm over a coupled region, and its info.
 
-    Carrier frequency drawn in the middle 40 % of the band; amplitude 6-10 µV (between
-    beta's and alpha's); envelope ``A * exp(ENVELOPE_GAIN * driver)``; one generator (own
+    Carrier frequency drawn in the middle 40 % of the band; amplitude 8-12 µV (close to
+    alpha's); envelope ``A * exp(ENVELOPE_GAIN * driver)``; one generator (own
     phase) per centre, Gaussian topography around the centre's scalp direction.
     """
     lo, hi = r.edges
     f0 = rng.uniform(lo + 0.3 * (hi - lo), hi - 0.3 * (hi - lo))
-    amp = rng.uniform(6.0, 10.0)
+    amp = rng.uniform(8.0, 12.0)
     env = amp * np.exp(ENVELOPE_GAIN * drivers.driver_at(r.band, t_bold))
     sites = np.zeros((dirs.shape[0], t_bold.size))
     for centre in r.centres:
