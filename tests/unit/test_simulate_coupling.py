@@ -58,6 +58,8 @@ def test_truth_masks_and_sidecars_describe_the_layout(coupled):
     assert not list((coupled / TRUTH_DIR).glob("*label-beta_mask*"))
     drivers = pd.read_csv(coupled / truth["runs"][0]["files"]["drivers"], sep="\t")
     assert {"theta", "theta_hrf", "theta_envelope", "alpha_hrf"} <= set(drivers.columns)
+    side = json.loads((coupled / truth["runs"][0]["files"]["drivers"]).with_suffix(".json").read_text())
+    assert "coupling 0.03" in side["theta"]["Description"] and "not coupled" in side["beta"]["Description"]
 
 
 def _log_envelope(data: np.ndarray, fs: float, channels, band) -> np.ndarray:

@@ -502,6 +502,15 @@ def _write_anat(root: Path, truth_root: Path, ent: dict, head: anatomy.HeadModel
     }
 
 
+def _bold_note(band: str, layout: dict | None) -> str:
+    """Custom layouts say in the drivers' sidecars which drivers reach the BOLD (the default says nothing)."""
+    if layout is None:
+        return ""
+    if band in layout:
+        return f"; drives the BOLD of the {band} region (coupling {layout[band]['coupling']:g})"
+    return "; not coupled to the BOLD in this layout"
+
+
 def _write_run(root: Path, truth_root: Path, ent: dict, head: anatomy.HeadModel, grid: bold.EpiGrid,
                maps: dict, slice_times: np.ndarray, cfg: SimulationConfig, fs_truth: float, grad_fmax: float,
                key: tuple[int, ...], tick: Callable[[float], object] = lambda step: None,
@@ -612,7 +621,8 @@ def _write_run(root: Path, truth_root: Path, ent: dict, head: anatomy.HeadModel,
         write_json(path.with_suffix(".json"), {
             "Description": f"True neural drivers {what}; onset is BOLD time (s, 0 = start of volume 0)",
             "onset": {"Units": "s"},
-            **{b: {"Description": f"z-scored {b} driver; EEG {b} envelope = amplitude * exp(0.4 * driver)"}
+            **{b: {"Description": f"z-scored {b} driver; EEG {b} envelope = amplitude * exp(0.4 * driver)"
+                               + _bold_note(b, layout)}
                for b in bands},
             **{f"{b}_hrf": {"Description": f"{b} driver convolved with nilearn's SPM HRF (unit sum)"}
                for b in bands},
