@@ -1,6 +1,6 @@
 """The ``neurofuse`` command.
 
-    neurofuse simulate OUT [--small] [--subjects N] ...   write a ground-truth EEG-fMRI BIDS dataset
+    neurofuse simulate OUT [--small] [--coupling ...] ... write a ground-truth EEG-fMRI BIDS dataset
     neurofuse index BIDS_DIR [--json FILE] ...           index a dataset and print what was found
     neurofuse audit RESULTS [--json] [--rerun] ...        check outputs against the provenance manifest
     neurofuse methods [--config FILE] [--index FILE] ...  the methods text (and CITATION.md) of a config
@@ -51,6 +51,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         eeg_sfreq=args.eeg_sfreq,
         seed=args.seed,
         progress=not args.quiet,
+        coupling=args.coupling,
     )
     print(summary)
     return 0
@@ -181,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--eeg-sfreq", type=_positive_float, help="EEG sampling rate in Hz")
     sim.add_argument("--seed", type=int, default=42, help="random seed (same seed, same bytes)")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    sim.add_argument("--coupling", action="append", metavar="BAND:STRENGTH:X,Y,Z:RADIUS",
+                     help="coupled region sphere (repeatable; replaces the default alpha/beta layout), "
+                          "e.g. theta:0.03:0,40,20:22")
     sim.set_defaults(func=_cmd_simulate)
 
     defaults = validate_config({})

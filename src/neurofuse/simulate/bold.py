@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from neurofuse.simulate.anatomy import HeadModel, Volume, centred_grid, grid_points, grid_shape, mni_2mm
+from neurofuse.simulate.coupling import sphere_grey_matter
 from neurofuse.transforms import apply_affine, rigid_matrix
 
 #: Ground-truth regions: spheres (MNI centre mm, radius mm) intersected with grey matter
@@ -50,17 +51,14 @@ REGIONS: dict[str, dict] = {
 TISSUE_INTENSITY = {"csf": 1000.0, "gm": 750.0, "wm": 550.0}
 
 
-def region_masks() -> dict[str, np.ndarray]:
-    """Binary region mask (uint8, 2 mm MNI grid) of each band in :data:`REGIONS`."""
-    grid = mni_2mm()
-    gm = grid["gm"].data
-    pts = grid_points(gm.shape, grid["gm"].affine).reshape(gm.shape + (3,))
+def region_masks(layout: dict[str, dict] | None = None) -> dict[str, np.ndarray]:
+    """Binary region mask (uint8, 2 mm MNI grid) of each band of ``layout`` (default :data:`REGIONS`)."""
     out = {}
-    for band, spec in REGIONS.items():
-        inside = np.zeros(gm.shape, dtype=bool)
+    for band, spec in (REGIONS if layout is None else layout).items():
+        inside = np.zeros(mni_2mm()["gm"].data.shape, dtype=bool)
         for centre, radius in spec["spheres"]:
-            inside |= np.sum((pts - np.asarray(centre)) ** 2, axis=-1) <= radius**2
-        out[band] = (inside & (gm >= 0.5)).astype(np.uint8)
+            inside |= sphere_grey_matter(centre, radius)
+        out[band] = inside.astype(np.uint8)
     return out
 
 
@@ -164,6 +162,7 @@ def synthesize_bold(
     sigma: float,
     rng: np.random.Generator,
     progress: Callable[[], None] | None = None,
+    layout: dict[str, dict] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Simulate the 4-D BOLD series (see the module docstring for the model).
 
@@ -175,6 +174,8 @@ def synthesize_bold(
         ``(d1, d2)`` of the global drift ``1 + d1 t/T + d2 (t/T)^2`` (``T`` = run length).
     sigma:
         SD of the real and imaginary thermal noise.
+    layout:
+        Coupling layout whose ``coupling`` scales each band's map (default :data:`REGIONS`).
 
     Returns
     -------
@@ -186,6 +187,7 @@ def synthesize_bold(
     n_vol = motion.shape[0]
     points = grid_points(shape, grid.affine)
     bands = [b for b in maps if b != "baseline"]
+    layout = REGIONS if layout is None else layout
     inv_src = np.linalg.inv(maps["baseline"].affine)
     mats = rigid_matrix(motion)
 
@@ -212,7 +214,7 @@ def synthesize_bold(
         drift_z = 1.0 + drift[0] * t_slices / total + drift[1] * (t_slices / total) ** 2
         value = ndimage.map_coordinates(maps["baseline"].data, ijk, order=1, cval=0.0).astype(np.float64)
         for band in bands:
-            gain = REGIONS[band]["coupling"] * regressor_at(band, t_slices)  # per slice
+            gain = layout[band]["coupling"] * regressor_at(band, t_slices)  # per slice
             value += gain[z_of] * ndimage.map_coordinates(maps[band].data, ijk, order=1, cval=0.0)
         bold[k, idx] = value * drift_z[z_of]
         if progress is not None:

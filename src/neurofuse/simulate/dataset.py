@@ -7,7 +7,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,8 @@ from scipy import ndimage
 from neurofuse import __version__
 from neurofuse.errors import NeuroFuseError
 from neurofuse.naming import derivative_path, entity_string, run_prefix, subject_dir
-from neurofuse.simulate import anatomy, bold, drivers, eeg
+from neurofuse.simulate import anatomy, bold, coupling, drivers, eeg
+from neurofuse.simulate.coupling import build_layout
 from neurofuse.simulate.presets import TASK, SimulationConfig, resolve_config
 from neurofuse.simulate.writers import write_json, write_nifti, write_tsv
 from neurofuse.transforms import PARAM_NAMES, apply_affine, framewise_displacement
@@ -132,6 +133,7 @@ def simulate_dataset(
     eeg_sfreq: float | None = None,
     seed: int = 42,
     progress: bool = False,
+    coupling: Sequence[str] | None = None,
 ) -> SimulationSummary:
     """Write a simulated simultaneous EEG-fMRI BIDS dataset with its ground truth.
 
@@ -156,6 +158,10 @@ def simulate_dataset(
         Same seed and parameters -> byte-identical files.
     progress:
         Show a progress bar (runs done, ETA) on stderr.
+    coupling:
+        Custom coupling layout, one ``BAND:STRENGTH:X,Y,Z:RADIUS`` per sphere (see
+        :mod:`neurofuse.simulate.coupling`); replaces the default alpha/beta layout
+        (:data:`neurofuse.simulate.bold.REGIONS`). ``None`` or empty keeps the default.
 
     Raises
     ------
@@ -165,6 +171,7 @@ def simulate_dataset(
     start = time.perf_counter()
     cfg = resolve_config(preset, seed, n_subjects=n_subjects, n_sessions=n_sessions, n_runs=n_runs,
                          n_volumes=n_volumes, tr=tr, eeg_sfreq=eeg_sfreq)
+    layout = build_layout(coupling) if coupling else None
     out = Path(out_dir).expanduser().absolute()
     _check_target(out)
     try:
@@ -175,7 +182,7 @@ def simulate_dataset(
                              hint="choose an output location you can write to") from exc
     try:
         os.chmod(tmp, 0o755)
-        subjects, n_runs_done = _write_dataset(tmp, cfg, progress)
+        subjects, n_runs_done = _write_dataset(tmp, cfg, progress, layout, list(coupling or ()))
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -189,7 +196,9 @@ def simulate_dataset(
 
 
 # ------------------------------------------------------------------------------ the writer
-def _write_dataset(root: Path, cfg: SimulationConfig, progress: bool) -> tuple[list[str], int]:
+def _write_dataset(root: Path, cfg: SimulationConfig, progress: bool, layout: dict | None,
+                   coupling_texts: list[str]) -> tuple[list[str], int]:
+    """``layout`` None = the default :data:`bold.REGIONS` (whose files stay byte-identical)."""
     from tqdm import tqdm
 
     truth_root = root / TRUTH_DIR
@@ -204,17 +213,17 @@ def _write_dataset(root: Path, cfg: SimulationConfig, progress: bool) -> tuple[l
     epi_shape = bold.epi_shape(hi - lo, cfg.epi_voxel, cfg.epi_margin)
     n_slices = epi_shape[2]
     slice_times = bold.slice_timing(n_slices, cfg.tr)
-    masks = bold.region_masks()
+    masks = bold.region_masks(layout)
     maps = bold.epi_source_maps(cfg.epi_voxel, masks)
     fs_truth = eeg.truth_sfreq(cfg.eeg_sfreq)
     grad_fmax = min(eeg.AMP_LOWPASS, 0.4 * cfg.eeg_sfreq)
 
-    _write_dataset_files(root, cfg, subjects, slice_times)
-    region_files = _write_regions(root, truth_root, masks)
+    _write_dataset_files(root, cfg, subjects, slice_times, layout)
+    region_files = _write_regions(root, truth_root, masks, layout or bold.REGIONS)
 
     index = {
         "generator": {"name": GENERATOR, "version": __version__},
-        "config": cfg.as_dict(),
+        "config": cfg.as_dict() | ({"coupling": coupling_texts} if layout is not None else {}),
         "conventions": _conventions(),
         "file_descriptions": _FILE_DESCRIPTIONS,
         "regions": region_files,
@@ -243,7 +252,8 @@ def _write_dataset(root: Path, cfg: SimulationConfig, progress: bool) -> tuple[l
                     bar.set_postfix_str(f"{run_prefix(ent)}")
                     bold_start = session_start + timedelta(minutes=10 + 15 * i_run)
                     record = _write_run(root, truth_root, ent, head, grid, maps, slice_times, cfg,
-                                        fs_truth, grad_fmax, (cfg.seed, i_sub, i_ses, i_run), bar.update)
+                                        fs_truth, grad_fmax, (cfg.seed, i_sub, i_ses, i_run), bar.update,
+                                        layout)
                     lead = record.figures["eeg_lead_s"]
                     scans["filename"] += [record.files["bold_in_scans"], record.files["eeg_in_scans"]]
                     scans["acq_time"] += [_iso(bold_start), _iso(bold_start - timedelta(seconds=lead))]
@@ -339,7 +349,18 @@ def _conventions() -> dict:
     }
 
 
-def _write_dataset_files(root: Path, cfg: SimulationConfig, subjects: list[str], slice_times: np.ndarray) -> None:
+def _layout_sentence(layout: dict | None) -> str:
+    """README text on the coupled activity (the default layout keeps its historic wording)."""
+    if layout is None:
+        return ("activity driven by EEG alpha power (negative coupling,\n"
+                "occipito-parietal) and beta power (positive coupling, sensorimotor).")
+    parts = [f"{band} power ({'negative' if spec['coupling'] < 0 else 'positive'} coupling {spec['coupling']:g}, "
+             f"{len(spec['spheres'])} sphere{'s' if len(spec['spheres']) > 1 else ''})" for band, spec in layout.items()]
+    return "activity driven by a custom coupling layout (--coupling):\n" + ", ".join(parts) + "."
+
+
+def _write_dataset_files(root: Path, cfg: SimulationConfig, subjects: list[str], slice_times: np.ndarray,
+                         layout: dict | None = None) -> None:
     write_json(root / "dataset_description.json", {
         "Name": f"NeuroFuse simulated simultaneous EEG-fMRI (preset {cfg.preset}, seed {cfg.seed})",
         "BIDSVersion": BIDS_VERSION,
@@ -357,8 +378,7 @@ def _write_dataset_files(root: Path, cfg: SimulationConfig, subjects: list[str],
         f"Written by `neurofuse simulate` (neurofuse {__version__}), preset '{cfg.preset}', seed {cfg.seed}.\n"
         "Every subject's T1w is the MNI152 template (as bundled with nilearn) moved by a known affine and a\n"
         "smooth warp, with an intensity bias. Resting-state BOLD runs carry interleaved slice timing, known\n"
-        "rigid head motion, thermal noise and activity driven by EEG alpha power (negative coupling,\n"
-        "occipito-parietal) and beta power (positive coupling, sensorimotor). The EEG, recorded in the\n"
+        f"rigid head motion, thermal noise and {_layout_sentence(layout)} The EEG, recorded in the\n"
         "scanner, holds gradient, ballistocardiogram, blink and 50 Hz artifacts, and one Response R128\n"
         "marker per volume.\n\n"
         "The ground truth of every simulated quantity is in derivatives/simulation/ (see its truth.json).\n"
@@ -386,7 +406,7 @@ def _write_dataset_files(root: Path, cfg: SimulationConfig, subjects: list[str],
     })
 
 
-def _write_regions(root: Path, truth_root: Path, masks: dict[str, np.ndarray]) -> dict:
+def _write_regions(root: Path, truth_root: Path, masks: dict[str, np.ndarray], layout: dict) -> dict:
     write_json(truth_root / "dataset_description.json", {
         "Name": "Ground truth of the NeuroFuse simulation",
         "BIDSVersion": BIDS_VERSION,
@@ -409,7 +429,7 @@ def _write_regions(root: Path, truth_root: Path, masks: dict[str, np.ndarray]) -
         stem = entity_string({"space": anatomy.MNI_SPACE, "label": band})
         path = truth_root / f"{stem}_mask.nii.gz"
         write_nifti(path, mask.astype(np.uint8), affine, xform_code=4)
-        spec = bold.REGIONS[band]
+        spec = layout[band]
         sidecar = {
             "Description": f"True {band}-coupled region: {spec['description']}",
             "Type": "ROI",
@@ -482,11 +502,24 @@ def _write_anat(root: Path, truth_root: Path, ent: dict, head: anatomy.HeadModel
     }
 
 
+def _bold_note(band: str, layout: dict | None) -> str:
+    """Custom layouts say in the drivers' sidecars which drivers reach the BOLD (the default says nothing)."""
+    if layout is None:
+        return ""
+    if band in layout:
+        return f"; drives the BOLD of the {band} region (coupling {layout[band]['coupling']:g})"
+    return "; not coupled to the BOLD in this layout"
+
+
 def _write_run(root: Path, truth_root: Path, ent: dict, head: anatomy.HeadModel, grid: bold.EpiGrid,
                maps: dict, slice_times: np.ndarray, cfg: SimulationConfig, fs_truth: float, grad_fmax: float,
-               key: tuple[int, ...], tick: Callable[[float], object] = lambda step: None) -> _RunRecord:
+               key: tuple[int, ...], tick: Callable[[float], object] = lambda step: None,
+               layout: dict | None = None) -> _RunRecord:
     """Simulate and write one run; ``tick`` receives progress increments summing to 1."""
     seed, *idx = key
+    bands = drivers.BANDS if layout is None else coupling.driver_bands(layout)
+    extra = tuple(eeg.RegionRhythm(b, coupling.workflow_bands()[b], tuple(c for c, _ in spec["spheres"]))
+                  for b, spec in (layout or {}).items() if b not in drivers.BANDS)
     rec = _RunRecord(entities=ent)
     n_vol, tr = cfg.n_volumes, cfg.tr
     n_slices = len(slice_times)
@@ -498,7 +531,8 @@ def _write_run(root: Path, truth_root: Path, ent: dict, head: anatomy.HeadModel,
     factor = int(round(cfg.eeg_sfreq / fs_truth))
     n_truth = int(np.ceil((lead + n_vol * tr + tail) * fs_truth))
     n_samples = n_truth * factor
-    drv = drivers.make_drivers(-(lead + 40.0), n_samples / cfg.eeg_sfreq - lead + 1.0, _rng(seed, 2, *idx, 1))
+    drv = drivers.make_drivers(-(lead + 40.0), n_samples / cfg.eeg_sfreq - lead + 1.0, _rng(seed, 2, *idx, 1),
+                              bands=bands)
 
     # --- BOLD -----------------------------------------------------------------------
     motion, spikes = bold.random_motion(n_vol, cfg.n_spikes, _rng(seed, 2, *idx, 2))
@@ -509,7 +543,7 @@ def _write_run(root: Path, truth_root: Path, ent: dict, head: anatomy.HeadModel,
     sigma = float(np.mean(ref_base[brain_mask]) / tsnr)
     drift = (float(b_rng.uniform(-0.01, 0.01)), float(b_rng.uniform(-0.005, 0.005)))
     data, noiseless = bold.synthesize_bold(head, grid, maps, motion, tr, slice_times, drv.regressor_at, drift,
-                                           sigma, b_rng, progress=lambda: tick(0.5 / n_vol))
+                                           sigma, b_rng, progress=lambda: tick(0.5 / n_vol), layout=layout)
     bold_path = _path(root, ent, "func", "bold", ".nii.gz")
     write_nifti(bold_path, data, grid.affine, tr=tr, slice_times=slice_times)
     write_json(bold_path.with_name(bold_path.name.replace(".nii.gz", ".json")), {
@@ -551,7 +585,7 @@ def _write_run(root: Path, truth_root: Path, ent: dict, head: anatomy.HeadModel,
 
     # --- EEG ------------------------------------------------------------------------
     e_rng = _rng(seed, 2, *idx, 4)
-    clean = eeg.synthesize_clean(n_truth, fs_truth, lead, drv, e_rng)
+    clean = eeg.synthesize_clean(n_truth, fs_truth, lead, drv, e_rng, extra)
     model = eeg.random_artifact_model(sfreq=cfg.eeg_sfreq, n_samples=n_samples, lead=lead, tr=tr,
                                       n_volumes=n_vol, slice_offsets=np.sort(slice_times), rng=e_rng)
     raw = eeg.assemble_raw(clean, model)
@@ -566,18 +600,18 @@ def _write_run(root: Path, truth_root: Path, ent: dict, head: anatomy.HeadModel,
     rec.files["eeg_in_scans"] = vhdr.relative_to(root / subject_dir(ent)).as_posix()
 
     # --- EEG truth ------------------------------------------------------------------
-    amplitude = {"alpha": clean.info["alpha_amplitude_uv"], "beta": clean.info["beta_amplitude_uv"]}
+    amplitude = {b: clean.info[f"{b}_amplitude_uv"] for b in bands}
     vol_times = np.arange(n_vol) * tr
     drv_path = _path(truth_root, ent, "func", "timeseries", ".tsv", desc="drivers")
     cols = {"volume": np.arange(n_vol), "onset": vol_times}
-    for band in drivers.BANDS:
+    for band in bands:
         cols[band] = drv.driver_at(band, vol_times)
         cols[f"{band}_hrf"] = drv.regressor_at(band, vol_times)
         cols[f"{band}_envelope"] = amplitude[band] * np.exp(drivers.ENVELOPE_GAIN * cols[band])
     write_tsv(drv_path, cols)
     fine_path = _path(truth_root, ent, "func", "timeseries", ".tsv", desc="driversfine")
     fine = {"onset": drv.times}
-    for band in drivers.BANDS:
+    for band in bands:
         fine[band] = drv.drivers[band]
         fine[f"{band}_hrf"] = drv.regressors[band]
         fine[f"{band}_envelope"] = amplitude[band] * np.exp(drivers.ENVELOPE_GAIN * drv.drivers[band])
@@ -587,12 +621,13 @@ def _write_run(root: Path, truth_root: Path, ent: dict, head: anatomy.HeadModel,
         write_json(path.with_suffix(".json"), {
             "Description": f"True neural drivers {what}; onset is BOLD time (s, 0 = start of volume 0)",
             "onset": {"Units": "s"},
-            **{b: {"Description": f"z-scored {b} driver; EEG {b} envelope = amplitude * exp(0.4 * driver)"}
-               for b in drivers.BANDS},
+            **{b: {"Description": f"z-scored {b} driver; EEG {b} envelope = amplitude * exp(0.4 * driver)"
+                               + _bold_note(b, layout)}
+               for b in bands},
             **{f"{b}_hrf": {"Description": f"{b} driver convolved with nilearn's SPM HRF (unit sum)"}
-               for b in drivers.BANDS},
+               for b in bands},
             **{f"{b}_envelope": {"Description": f"amplitude envelope of the EEG {b} generator (topography peak 1)",
-                                 "Units": "µV"} for b in drivers.BANDS},
+                                 "Units": "µV"} for b in bands},
         })
     rec.files.update({"drivers": _rel(drv_path, root), "drivers_fine": _rel(fine_path, root)})
     fif = _path(truth_root, ent, "eeg", "eeg", ".fif", desc="clean")

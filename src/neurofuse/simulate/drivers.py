@@ -1,6 +1,6 @@
 """Neural drivers: the slow band-power fluctuations shared by the EEG and the BOLD.
 
-One driver per band (``alpha``, ``beta``) is a smooth random process on a fine time
+One driver per band (``alpha``, ``beta``, plus any other band a custom coupling layout uses) is a smooth random process on a fine time
 grid, z-scored (mean 0, SD 1 over the grid). The EEG rhythm of the band has the
 amplitude envelope ``A * exp(ENVELOPE_GAIN * driver(t))``; the BOLD of the band's
 regions changes by ``coupling * (HRF * driver)(t)`` (relative to baseline), with
@@ -65,8 +65,9 @@ def convolve_hrf(signal: np.ndarray, dt: float) -> np.ndarray:
     return np.convolve(signal, kernel)[: signal.size]
 
 
-def make_drivers(t_start: float, t_stop: float, rng: np.random.Generator, dt: float = DRIVER_DT) -> Drivers:
-    """Random drivers for :data:`BANDS` on ``[t_start, t_stop]`` (BOLD time, s).
+def make_drivers(t_start: float, t_stop: float, rng: np.random.Generator, dt: float = DRIVER_DT,
+                 bands: tuple[str, ...] = BANDS) -> Drivers:
+    """Random drivers for ``bands`` (default :data:`BANDS`) on ``[t_start, t_stop]`` (BOLD time, s).
 
     Each driver mixes a fast (Gaussian smoothing SD 2 s) and a slow (SD 8 s) smoothed
     white noise, so that it fluctuates on the time scales the HRF passes; it is then
@@ -77,7 +78,7 @@ def make_drivers(t_start: float, t_stop: float, rng: np.random.Generator, dt: fl
     times = np.round(t_start + dt * np.arange(n), 9)
     drivers: dict[str, np.ndarray] = {}
     regressors: dict[str, np.ndarray] = {}
-    for band in BANDS:
+    for band in bands:
         fast = ndimage.gaussian_filter1d(rng.standard_normal(times.size), 2.0 / dt, mode="reflect")
         slow = ndimage.gaussian_filter1d(rng.standard_normal(times.size), 8.0 / dt, mode="reflect")
         x = fast / fast.std() + 1.2 * slow / slow.std()

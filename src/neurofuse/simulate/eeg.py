@@ -116,8 +116,35 @@ class CleanEEG:
     info: dict
 
 
-def synthesize_clean(n: int, fs: float, lead: float, drivers: Drivers, rng: np.random.Generator) -> CleanEEG:
-    """Clean EEG of ``n`` samples at ``fs`` Hz (EEG time 0 = BOLD time ``-lead``)."""
+#: Approximate centre (MNI mm) of the scalp sphere: the electrode direction of a cortical point
+#: is the direction from here (the head frame's origin lies between the ears, below the brain).
+HEAD_CENTRE_MNI = (0.0, -20.0, -30.0)
+#: Angular SD (rad) of the topography of a rhythm placed over a coupled region.
+REGION_TOPOGRAPHY_SD = 0.45
+
+
+def scalp_direction(centre_mni) -> np.ndarray:
+    """Unit vector (head frame: x right, y front, z up) from :data:`HEAD_CENTRE_MNI` to ``centre_mni``."""
+    d = np.asarray(centre_mni, float) - np.asarray(HEAD_CENTRE_MNI)
+    return d / np.linalg.norm(d)
+
+
+@dataclass(frozen=True)
+class RegionRhythm:
+    """A rhythm of ``band`` (edges in Hz) with one generator over each MNI ``centres`` point."""
+
+    band: str
+    edges: tuple[float, float]
+    centres: tuple
+
+
+def synthesize_clean(n: int, fs: float, lead: float, drivers: Drivers, rng: np.random.Generator,
+                     extra: tuple[RegionRhythm, ...] = ()) -> CleanEEG:
+    """Clean EEG of ``n`` samples at ``fs`` Hz (EEG time 0 = BOLD time ``-lead``).
+
+    ``extra`` adds rhythms of other bands (a custom coupling layout); their random draws
+    come after all the others, so the alpha/beta/background part is unchanged.
+    """
     dirs_map = channel_directions()
     sites = EEG_CHANNELS + (REFERENCE,)
     dirs = np.array([dirs_map[s] for s in sites])
@@ -153,8 +180,13 @@ def synthesize_clean(n: int, fs: float, lead: float, drivers: Drivers, rng: np.r
     rhythm = rhythm_sites[:-1] - rhythm_sites[-1]
 
     sensor = rng.standard_normal((len(EEG_CHANNELS), n))
-    data = (pot + rhythm + sensor).astype(np.float32)
     aux = np.stack([2.0 * rng.standard_normal(n), 5.0 * _pink_noise(n, fs, rng) + rng.standard_normal(n)])
+    extra_info: dict = {}
+    for r in extra:
+        extra_sites, extra_info_r = _region_rhythm(r, dirs, t_bold, fs, drivers, rng)
+        rhythm += extra_sites[:-1] - extra_sites[-1]
+        extra_info.update(extra_info_r)
+    data = (pot + rhythm + sensor).astype(np.float32)
     info = {
         "alpha_frequency_hz": alpha_f,
         "beta_frequency_hz": beta_f,
@@ -166,8 +198,34 @@ def synthesize_clean(n: int, fs: float, lead: float, drivers: Drivers, rng: np.r
         "background": f"{n_src} sources with 1/(1+f)^1.6 power and Gaussian topographies; median channel SD 10 µV",
         "sensor_noise_uv": 1.0,
         "reference": REFERENCE,
+        **extra_info,
     }
     return CleanEEG(data=data, aux=aux.astype(np.float32), sfreq=fs, info=info)
+
+
+def _region_rhythm(r: RegionRhythm, dirs: np.ndarray, t_bold: np.ndarray, fs: float, drivers: Drivers,
+                   rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Potentials at the sites (reference last) of a rhythm over a coupled region, and its info.
+
+    Carrier frequency drawn in the middle 40 % of the band; amplitude 8-12 µV (close to
+    alpha's); envelope ``A * exp(ENVELOPE_GAIN * driver)``; one generator (own
+    phase) per centre, Gaussian topography around the centre's scalp direction.
+    """
+    lo, hi = r.edges
+    f0 = rng.uniform(lo + 0.3 * (hi - lo), hi - 0.3 * (hi - lo))
+    amp = rng.uniform(8.0, 12.0)
+    env = amp * np.exp(ENVELOPE_GAIN * drivers.driver_at(r.band, t_bold))
+    sites = np.zeros((dirs.shape[0], t_bold.size))
+    for centre in r.centres:
+        topo = np.exp(-_angles(dirs, scalp_direction(centre)) ** 2 / (2 * REGION_TOPOGRAPHY_SD**2))
+        sites += np.outer(topo, env * _carrier(t_bold.size, fs, f0, rng))
+    info = {
+        f"{r.band}_frequency_hz": f0,
+        f"{r.band}_amplitude_uv": amp,
+        f"{r.band}_topography": (f"Gaussians (SD {REGION_TOPOGRAPHY_SD} rad) around the scalp directions of the "
+                                 f"region centres {[list(c) for c in r.centres]} (MNI mm, seen from {HEAD_CENTRE_MNI})"),
+    }
+    return sites, info
 
 
 def upsample(x: np.ndarray, factor: int) -> np.ndarray:
