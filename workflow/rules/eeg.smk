@@ -6,6 +6,7 @@ EEG = config["eeg"]
 rule eeg_remove_gradient_artifact:
     input:
         eeg=eeg_raw_file,
+        companions=eeg_companions,
     output:
         eeg=work("eeg", desc="gradient", suffix="eeg", extension=".fif"),
         log=work("eeg", desc="gradient", suffix="log", extension=".json"),
@@ -72,6 +73,7 @@ rule eeg_remove_bcg_artifact:
 rule eeg_clean_signal:
     input:
         eeg=eeg_clean_input,
+        companions=eeg_clean_companions,
     output:
         eeg=out("eeg", desc="clean", suffix="eeg", extension=".fif"),
         log=out("eeg", desc="clean", suffix="log", extension=".json"),

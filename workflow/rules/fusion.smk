@@ -131,8 +131,8 @@ FUSION_TARGETS = expand_runs([rules.fusion_fit_glm.output.figure], INDEX.paired_
     path
     for task in fusion_tasks()
     for path in (
-        rules.fusion_combine_glm.output.figure.format(task=task),
-        rules.fusion_train_model.output.card_json.format(task=task),
-        rules.fusion_train_model.output.maps_figure.format(task=task),
+        fill(rules.fusion_combine_glm.output.figure, task=task),
+        fill(rules.fusion_train_model.output.card_json, task=task),
+        fill(rules.fusion_train_model.output.maps_figure, task=task),
     )
 ]

@@ -47,7 +47,7 @@ rule report_build_group:
     input:
         unpack(report_methods),
         index=INDEX_FILE,
-        subjects=expand(rules.report_build_subject.output.html, subject=INDEX.subjects),
+        subjects=[fill(rules.report_build_subject.output.html, subject=s) for s in INDEX.subjects],
         files=report_group_files,
     output:
         html=f"{OUT}/report/group.html",
