@@ -3,6 +3,7 @@
     neurofuse simulate OUT [--small] [--subjects N] ...   write a ground-truth EEG-fMRI BIDS dataset
     neurofuse index BIDS_DIR [--json FILE] ...           index a dataset and print what was found
     neurofuse audit RESULTS [--json] [--rerun] ...        check outputs against the provenance manifest
+    neurofuse upload BIDS_DIR gs://BUCKET/PATH [--dry-run] [--force]   upload a dataset, checksums verified
 
 Bad input ends with one line on stderr (file, problem, what to do) and exit code 2.
 ``audit`` exits 0 when every output matches its manifest (and, with ``--rerun``, the
@@ -126,6 +127,22 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
+def _cmd_upload(args: argparse.Namespace) -> int:
+    from neurofuse.upload import plan_upload, run_upload, upload_report
+
+    plan = plan_upload(args.bids_dir, args.target)
+    print(plan.summary())
+    if args.dry_run:
+        for label, items in (("upload", plan.new), ("differs", plan.conflicts)):
+            for item in items:
+                print(f"  {label:8} {item.rel} ({item.size} bytes)")
+        print("dry run: nothing was uploaded")
+        return 0
+    result = run_upload(plan, force=args.force, jobs=args.jobs, progress=not args.quiet)
+    print(upload_report(plan, result))
+    return 130 if result.interrupted else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurofuse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"neurofuse {__version__}")
@@ -175,6 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"absolute tolerance (default {DEFAULT_ATOL:g})")
     aud.add_argument("--strict", action="store_true", help="with --rerun: pass only if every output is bit-identical")
     aud.set_defaults(func=_cmd_audit)
+
+    upl = sub.add_parser("upload", help="upload a BIDS dataset to a gs:// bucket, checksums verified, resumable")
+    upl.add_argument("bids_dir")
+    upl.add_argument("target", help="gs://BUCKET/PATH (the dataset root in the bucket)")
+    upl.add_argument("--dry-run", action="store_true", help="print what would be uploaded; upload nothing")
+    upl.add_argument("--force", action="store_true", help="overwrite objects that differ from the local files")
+    upl.add_argument("--jobs", type=_positive_int, default=8, help="parallel uploads (default 8)")
+    upl.add_argument("--quiet", action="store_true", help="no progress bar")
+    upl.set_defaults(func=_cmd_upload)
     return parser
 
 
