@@ -66,6 +66,7 @@ __all__ = [
     "index_bucket",
     "store_index",
     "fetch_index",
+    "load_bucket_index",
 ]
 
 _SCHEME = re.compile(r"^(gs|gcs)://", re.IGNORECASE)

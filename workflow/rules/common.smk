@@ -5,6 +5,7 @@ from snakemake.io import is_flagged
 
 from neurofuse.config import bands_by_frequency
 from neurofuse.naming import derivative_path, parse_name, run_prefix, subject_dir
+from neurofuse.resources import load_resource_model
 
 
 wildcard_constraints:
@@ -17,6 +18,13 @@ wildcard_constraints:
 LOGS = f"{OUT}/logs"
 WORK = f"{OUT}/work"
 ENV = "../envs/neurofuse.yaml"
+# What each job asks a scheduler for: mem_mb and runtime from measured figures, growing with
+# the job's input and with each retry (workflow/resources.yaml, neurofuse.resources).
+RESOURCE_MODEL = load_resource_model(os.path.join(workflow.basedir, "resources.yaml"))
+
+
+def measured(rule):
+    return RESOURCE_MODEL.snakemake_resources(rule)
 
 
 def out(datatype, root=OUT, **name):

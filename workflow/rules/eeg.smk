@@ -27,8 +27,7 @@ rule eeg_remove_gradient_artifact:
         f"{OUT}/benchmarks/eeg_remove_gradient_artifact/{{sdir}}/{{run}}.tsv"
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=30,
+        **measured("eeg_remove_gradient_artifact"),
     conda:
         ENV
     script:
@@ -62,8 +61,7 @@ rule eeg_remove_bcg_artifact:
         f"{LOGS}/eeg_remove_bcg_artifact/{{sdir}}/{{run}}.log",
     threads: 1
     resources:
-        mem_mb=3000,
-        runtime=20,
+        **measured("eeg_remove_bcg_artifact"),
     conda:
         ENV
     script:
@@ -103,8 +101,7 @@ rule eeg_clean_signal:
         f"{OUT}/benchmarks/eeg_clean_signal/{{sdir}}/{{run}}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **measured("eeg_clean_signal"),
     conda:
         ENV
     script:
@@ -126,8 +123,7 @@ rule eeg_compute_band_power:
         f"{LOGS}/eeg_compute_band_power/{{sdir}}/{{run}}.log",
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **measured("eeg_compute_band_power"),
     conda:
         ENV
     script:

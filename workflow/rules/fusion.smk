@@ -33,8 +33,7 @@ rule fusion_fit_glm:
         f"{OUT}/benchmarks/fusion_fit_glm/{{sdir}}/{{run}}.tsv"
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=30,
+        **measured("fusion_fit_glm"),
     conda:
         ENV
     script:
@@ -68,8 +67,7 @@ rule fusion_combine_glm:
         task=r"[A-Za-z0-9]+",
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=30,
+        **measured("fusion_combine_glm"),
     conda:
         ENV
     script:
@@ -118,8 +116,7 @@ rule fusion_train_model:
         task=r"[A-Za-z0-9]+",
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **measured("fusion_train_model"),
         gpu=FUSION["model"]["gpu"],
     conda:
         ENV

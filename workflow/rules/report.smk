@@ -13,8 +13,7 @@ rule report_summarize_dataset:
         f"{LOGS}/report_summarize_dataset.log",
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        **measured("report_summarize_dataset"),
     conda:
         ENV
     script:
@@ -35,8 +34,7 @@ rule report_build_subject:
         subject=r"[A-Za-z0-9]+",
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        **measured("report_build_subject"),
     conda:
         ENV
     script:
@@ -57,8 +55,7 @@ rule report_build_group:
         f"{LOGS}/report_build_group.log",
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        **measured("report_build_group"),
     conda:
         ENV
     script:
