@@ -27,3 +27,27 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if not (out / "dataset_description.json").is_file():
             simulate_dataset(out, preset="small", seed=42)
     return out
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory):
+    """A fake-gcs-server on 127.0.0.1 for this worker's tests (started once, stopped by PID)."""
+    from gcs_emulator import GcsEmulator
+
+    emulator = GcsEmulator(tmp_path_factory.mktemp("gcs")).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def gcs(gcs_emulator, monkeypatch, request):
+    """The emulator with its environment set for this test (subprocesses inherit it) and a fresh bucket."""
+    import hashlib
+
+    for name, value in gcs_emulator.env.items():
+        monkeypatch.setenv(name, value)
+    from gcs_emulator import EmulatorBucket
+
+    client = gcs_emulator.client()
+    name = "nf-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:20]
+    return EmulatorBucket(gcs_emulator, client, client.create_bucket(name).name)

@@ -6,6 +6,9 @@
     neurofuse methods [--config FILE] [--index FILE] ...  the methods text (and CITATION.md) of a config
     neurofuse crate RESULTS [--zip OUT] ...               (re)build the Workflow Run RO-Crate of a run
     neurofuse privacy-check BIDS_DIR / deidentify ...    identifying data (neurofuse.privacy.cli)
+    neurofuse upload BIDS_DIR gs://BUCKET/PATH [--dry-run] [--force]   upload a dataset, checksums verified
+    neurofuse profiles install [NAME ...] [--force]       put the cluster/cloud profiles where Snakemake finds them
+    neurofuse benchmarks RESULTS [--json]                 time and memory per rule and per subject
 
 Bad input ends with one line on stderr (file, problem, what to do) and exit code 2.
 ``audit`` exits 0 when every output matches its manifest (and, with ``--rerun``, the
@@ -165,6 +168,43 @@ def _cmd_crate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_upload(args: argparse.Namespace) -> int:
+    from neurofuse.upload import plan_upload, run_upload, upload_report
+
+    plan = plan_upload(args.bids_dir, args.target)
+    print(plan.summary())
+    if args.dry_run:
+        for label, items in (("upload", plan.new), ("differs", plan.conflicts)):
+            for item in items:
+                print(f"  {label:8} {item.rel} ({item.size} bytes)")
+        print("dry run: nothing was uploaded")
+        return 0
+    result = run_upload(plan, force=args.force, jobs=args.jobs, progress=not args.quiet)
+    print(upload_report(plan, result))
+    return 130 if result.interrupted else 0
+
+
+def _cmd_profiles(args: argparse.Namespace) -> int:
+    from neurofuse.profiles import install_profiles
+
+    for line in install_profiles(args.names, dest=args.dest, force=args.force):
+        print(line)
+    return 0
+
+
+def _cmd_benchmarks(args: argparse.Namespace) -> int:
+    from neurofuse.resources import format_benchmarks, read_benchmarks, summarize_benchmarks
+
+    summary = summarize_benchmarks(read_benchmarks(args.results))
+    if args.json:
+        import json
+
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        print(format_benchmarks(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurofuse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"neurofuse {__version__}")
@@ -236,6 +276,28 @@ def build_parser() -> argparse.ArgumentParser:
     from neurofuse.privacy.cli import register as register_privacy
 
     register_privacy(sub)
+
+    upl = sub.add_parser("upload", help="upload a BIDS dataset to a gs:// bucket, checksums verified, resumable")
+    upl.add_argument("bids_dir")
+    upl.add_argument("target", help="gs://BUCKET/PATH (the dataset root in the bucket)")
+    upl.add_argument("--dry-run", action="store_true", help="print what would be uploaded; upload nothing")
+    upl.add_argument("--force", action="store_true", help="overwrite objects that differ from the local files")
+    upl.add_argument("--jobs", type=_positive_int, default=8, help="parallel uploads (default 8)")
+    upl.add_argument("--quiet", action="store_true", help="no progress bar")
+    upl.set_defaults(func=_cmd_upload)
+
+    prof = sub.add_parser("profiles", help="install the Snakemake profiles (slurm, kubernetes, gcp)")
+    prof_sub = prof.add_subparsers(dest="action", required=True)
+    inst = prof_sub.add_parser("install", help="copy profiles to Snakemake's user profile folder")
+    inst.add_argument("names", nargs="*", help="profiles to install (default: all of profiles/)")
+    inst.add_argument("--dest", help="folder to install into (default: Snakemake's user config folder)")
+    inst.add_argument("--force", action="store_true", help="replace an installed profile that differs")
+    inst.set_defaults(func=_cmd_profiles)
+
+    ben = sub.add_parser("benchmarks", help="time and memory per rule and per subject from a run's benchmark files")
+    ben.add_argument("results", help="the workflow's output folder (config output_dir)")
+    ben.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    ben.set_defaults(func=_cmd_benchmarks)
     return parser
 
 

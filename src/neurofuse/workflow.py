@@ -36,8 +36,16 @@ def index_options(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_index(config: Mapping[str, Any], *, rebuild: bool) -> DatasetIndex:
-    """Build (main process) or read (a job) the index for a validated config."""
+def load_index(config: Mapping[str, Any], *, rebuild: bool, locations=None) -> DatasetIndex:
+    """Build (main process) or read (a job) the index for a validated config.
+
+    ``locations`` (:class:`neurofuse.cloud.RunLocations`): when the outputs are in a
+    bucket, the index is built from the bucket and stored there (:mod:`neurofuse.cloud`).
+    """
+    if locations is not None and locations.on_storage:
+        from neurofuse.cloud import load_bucket_index
+
+        return load_bucket_index(config, locations, rebuild=rebuild, options=index_options(config))
     path = index_file(config["output_dir"])
     if not rebuild:
         try:

@@ -1,8 +1,11 @@
 # Settings shared by every rule: wildcard shapes, output names, logs, software.
 import os
 
+from snakemake.io import is_flagged
+
 from neurofuse.config import bands_by_frequency
 from neurofuse.naming import derivative_path, parse_name, run_prefix, subject_dir
+from neurofuse.resources import load_resource_model
 
 
 wildcard_constraints:
@@ -15,6 +18,13 @@ wildcard_constraints:
 LOGS = f"{OUT}/logs"
 WORK = f"{OUT}/work"
 ENV = "../envs/neurofuse.yaml"
+# What each job asks a scheduler for: mem_mb and runtime from measured figures, growing with
+# the job's input and with each retry (workflow/resources.yaml, neurofuse.resources).
+RESOURCE_MODEL = load_resource_model(os.path.join(workflow.basedir, "resources.yaml"))
+
+
+def measured(rule):
+    return RESOURCE_MODEL.snakemake_resources(rule)
 
 
 def out(datatype, root=OUT, **name):
@@ -33,6 +43,9 @@ def anat_work(**name):
 
 
 def bids_file(rel):
+    """A dataset file; in a bucket, a storage object that the job alone downloads."""
+    if LOCATIONS.bids_url is not None:
+        return storage(LOCATIONS.bids_object(rel))
     return os.path.join(config["bids_dir"], rel)
 
 
@@ -48,9 +61,16 @@ def t1w_key(run):
     return subject_dir(entities), run_prefix(entities)
 
 
+def fill(pattern, **wildcards):
+    """A rule's output pattern with its wildcards filled in (also when it lives in a bucket)."""
+    if is_flagged(pattern, "storage_object"):  # str.format would leave the storage query behind
+        return pattern.apply_wildcards(wildcards)
+    return pattern.format(**wildcards)
+
+
 def expand_runs(patterns, runs):
     """Every pattern filled in for every run."""
-    return [pattern.format(sdir=run.subdir, run=run.id) for run in runs for pattern in patterns]
+    return [fill(pattern, sdir=run.subdir, run=run.id) for run in runs for pattern in patterns]
 
 
 # T1w images the runs use, by their (adir, anat) wildcard values.
@@ -88,6 +108,24 @@ def eeg_in_scanner(run):
 
 def eeg_raw_file(wildcards):
     return bids_file(run_of(wildcards).eeg.path)
+
+
+def eeg_companions(wildcards):
+    """The .eeg signal and .vmrk markers beside a raw BrainVision header: inputs too, so that a
+    job in the cloud downloads them, a changed marker file re-runs the job and the job's
+    resources scale with the recording's size (on a local disk: those that exist)."""
+    eeg = run_of(wildcards).eeg
+    if not eeg.path.endswith(".vhdr"):
+        return []
+    files = [eeg.path[: -len(".vhdr")] + ".eeg"] + ([eeg.marker_file] if eeg.marker_file else [])
+    if LOCATIONS.bids_url is not None:
+        return [bids_file(rel) for rel in files]
+    return [path for path in map(bids_file, files) if os.path.exists(path)]
+
+
+def eeg_clean_companions(wildcards):
+    """Companions of the raw recording when eeg_clean_signal reads it (runs outside the scanner)."""
+    return [] if eeg_in_scanner(run_of(wildcards)) else eeg_companions(wildcards)
 
 
 def eeg_clean_input(wildcards):
@@ -189,7 +227,7 @@ def fusion_report_inputs(task):
         "training_curves": train.curves_figure,
         "model_card": train.card_json,
     }
-    return {name: path.format(task=task) for name, path in outputs.items()}
+    return {name: fill(path, task=task) for name, path in outputs.items()}
 
 # Names of the deep model's heatmaps: all bands together, then one per band.
 FUSION_MAP_NAMES = ["fusion"] + [f"{band}fusion" for band in FUSION_BANDS]

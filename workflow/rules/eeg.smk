@@ -6,6 +6,7 @@ EEG = config["eeg"]
 rule eeg_remove_gradient_artifact:
     input:
         eeg=eeg_raw_file,
+        companions=eeg_companions,
     output:
         eeg=work("eeg", desc="gradient", suffix="eeg", extension=".fif"),
         log=work("eeg", desc="gradient", suffix="log", extension=".json"),
@@ -26,8 +27,7 @@ rule eeg_remove_gradient_artifact:
         f"{OUT}/benchmarks/eeg_remove_gradient_artifact/{{sdir}}/{{run}}.tsv"
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=30,
+        **measured("eeg_remove_gradient_artifact"),
     conda:
         ENV
     script:
@@ -61,8 +61,7 @@ rule eeg_remove_bcg_artifact:
         f"{LOGS}/eeg_remove_bcg_artifact/{{sdir}}/{{run}}.log",
     threads: 1
     resources:
-        mem_mb=3000,
-        runtime=20,
+        **measured("eeg_remove_bcg_artifact"),
     conda:
         ENV
     script:
@@ -72,6 +71,7 @@ rule eeg_remove_bcg_artifact:
 rule eeg_clean_signal:
     input:
         eeg=eeg_clean_input,
+        companions=eeg_clean_companions,
     output:
         eeg=out("eeg", desc="clean", suffix="eeg", extension=".fif"),
         log=out("eeg", desc="clean", suffix="log", extension=".json"),
@@ -101,8 +101,7 @@ rule eeg_clean_signal:
         f"{OUT}/benchmarks/eeg_clean_signal/{{sdir}}/{{run}}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **measured("eeg_clean_signal"),
     conda:
         ENV
     script:
@@ -124,8 +123,7 @@ rule eeg_compute_band_power:
         f"{LOGS}/eeg_compute_band_power/{{sdir}}/{{run}}.log",
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **measured("eeg_compute_band_power"),
     conda:
         ENV
     script:

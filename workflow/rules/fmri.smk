@@ -18,8 +18,7 @@ rule fmri_estimate_head_motion:
         f"{OUT}/benchmarks/fmri_estimate_head_motion/{{sdir}}/{{run}}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **measured("fmri_estimate_head_motion"),
     conda:
         ENV
     script:
@@ -40,8 +39,7 @@ rule fmri_correct_slice_timing:
         f"{LOGS}/fmri_correct_slice_timing/{{sdir}}/{{run}}.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **measured("fmri_correct_slice_timing"),
     conda:
         ENV
     script:
@@ -63,8 +61,7 @@ rule anat_register_t1w_to_template:
         f"{OUT}/benchmarks/anat_register_t1w_to_template/{{adir}}/{{anat}}.tsv"
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=60,
+        **measured("anat_register_t1w_to_template"),
     conda:
         ENV
     script:
@@ -85,8 +82,7 @@ rule fmri_register_bold_reference:
         f"{LOGS}/fmri_register_bold_reference/{{sdir}}/{{run}}.log",
     threads: 1
     resources:
-        mem_mb=3000,
-        runtime=30,
+        **measured("fmri_register_bold_reference"),
     conda:
         ENV
     script:
@@ -115,8 +111,7 @@ rule fmri_resample_bold_to_template:
         f"{OUT}/benchmarks/fmri_resample_bold_to_template/{{sdir}}/{{run}}.tsv"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **measured("fmri_resample_bold_to_template"),
     conda:
         ENV
     script:
@@ -138,8 +133,7 @@ rule fmri_compute_confounds:
         f"{LOGS}/fmri_compute_confounds/{{sdir}}/{{run}}.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=20,
+        **measured("fmri_compute_confounds"),
     conda:
         ENV
     script:
@@ -182,8 +176,7 @@ rule fmri_plot_qc:
         f"{LOGS}/fmri_plot_qc/{{sdir}}/{{run}}.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=20,
+        **measured("fmri_plot_qc"),
     conda:
         ENV
     script:

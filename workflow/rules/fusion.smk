@@ -34,8 +34,7 @@ rule fusion_fit_glm:
         f"{OUT}/benchmarks/fusion_fit_glm/{{sdir}}/{{run}}.tsv"
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=30,
+        **measured("fusion_fit_glm"),
     conda:
         ENV
     script:
@@ -70,8 +69,7 @@ rule fusion_combine_glm:
         task=r"[A-Za-z0-9]+",
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=30,
+        **measured("fusion_combine_glm"),
     conda:
         ENV
     script:
@@ -121,8 +119,7 @@ rule fusion_train_model:
         task=r"[A-Za-z0-9]+",
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **measured("fusion_train_model"),
         gpu=FUSION["model"]["gpu"],
     conda:
         ENV
@@ -134,8 +131,8 @@ FUSION_TARGETS = expand_runs([rules.fusion_fit_glm.output.figure], INDEX.paired_
     path
     for task in fusion_tasks()
     for path in (
-        rules.fusion_combine_glm.output.figure.format(task=task),
-        rules.fusion_train_model.output.card_json.format(task=task),
-        rules.fusion_train_model.output.maps_figure.format(task=task),
+        fill(rules.fusion_combine_glm.output.figure, task=task),
+        fill(rules.fusion_train_model.output.card_json, task=task),
+        fill(rules.fusion_train_model.output.maps_figure, task=task),
     )
 ]

@@ -14,8 +14,7 @@ rule report_summarize_dataset:
         f"{LOGS}/report_summarize_dataset.log",
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        **measured("report_summarize_dataset"),
     conda:
         ENV
     script:
@@ -36,8 +35,7 @@ rule report_build_subject:
         subject=r"[A-Za-z0-9]+",
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        **measured("report_build_subject"),
     conda:
         ENV
     script:
@@ -69,7 +67,7 @@ rule report_build_group:
     input:
         methods=rules.report_write_methods.output.methods,
         index=INDEX_FILE,
-        subjects=expand(rules.report_build_subject.output.html, subject=INDEX.subjects),
+        subjects=[fill(rules.report_build_subject.output.html, subject=s) for s in INDEX.subjects],
         files=report_group_files,
     output:
         html=f"{OUT}/report/group.html",
@@ -79,8 +77,7 @@ rule report_build_group:
         f"{LOGS}/report_build_group.log",
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        **measured("report_build_group"),
     conda:
         ENV
     script:
