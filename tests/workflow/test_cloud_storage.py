@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from gcs_emulator import privacy_decision
 
 pytestmark = [pytest.mark.xdist_group("snakemake"), pytest.mark.slow]
 
@@ -32,9 +33,10 @@ def test_workflow_reads_and_writes_a_bucket(gcs, small_dataset, workdir):
                             text=True, timeout=300)
     assert upload.returncode == 0, upload.stderr
     storage = ("--default-storage-provider", "gcs", "--default-storage-prefix", gcs.url("study1"))
+    decision = privacy_decision(small_dataset, workdir.path)
 
     def run(*args):
-        result = workdir.snakemake("--cores", "2", *storage, *args, *TARGETS, bids_dir=bids, timeout=900)
+        result = workdir.snakemake(*decision, "--cores", "2", *storage, *args, *TARGETS, bids_dir=bids, timeout=900)
         assert result.returncode == 0, result.stderr[-3000:]
         return result
 

@@ -27,7 +27,7 @@ onstart:
 
 rule privacy_write_findings:
     input:
-        gate=PRIVACY_GATE,
+        gate=local(PRIVACY_GATE),  # written by the main process, never on remote storage
     output:
         tsv=f"{OUT}/report/privacy_findings.tsv",
     log:
