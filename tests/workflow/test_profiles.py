@@ -62,8 +62,7 @@ def assert_measured(jobs, dataset: Path):
     """mem_mb/runtime are the measured model's, at least the floors; exact where the input exists."""
     bold_mb = (dataset / "sub-01/func/sub-01_task-rest_bold.nii.gz").stat().st_size / 1024**2
     for rule, res in jobs:
-        if rule in MODEL.models:  # light bookkeeping rules (methods text, privacy table) keep their own small figures
-            assert int(res["mem_mb"]) >= 1000 and int(res["runtime"]) >= 5, (rule, res)
+        assert int(res["mem_mb"]) >= 1000 and int(res["runtime"]) >= 5, (rule, res)
     motion = [res for rule, res in jobs if rule == "fmri_estimate_head_motion"][0]
     model = MODEL["fmri_estimate_head_motion"]
     assert int(motion["mem_mb"]) == model.mem_mb(bold_mb) and int(motion["runtime"]) == model.runtime(bold_mb)
@@ -117,8 +116,6 @@ def test_gcp_profile(workdir, small_dataset, bucket_dataset, monkeypatch):
         assert gpu == ("1" if rule == "fusion_train_model" else None), rule
         machine = res.get("googlebatch_machine_type", default_machine)
         assert (machine == "n1-standard-8") == (rule == "fusion_train_model")  # T4s attach to N1 VMs
-        if rule not in MODEL.models:  # light bookkeeping rules: the profile's default machine and limits
-            continue
         memory, runtime = int(res["googlebatch_memory"]), int(res["runtime"])
         assert memory == int(res["mem_mb"]) and memory + 1024 <= MACHINE_MIB[machine], (rule, res)
         limit = int(res["googlebatch_max_run_duration"].removesuffix("s"))

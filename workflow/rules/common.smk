@@ -231,3 +231,19 @@ def fusion_report_inputs(task):
 
 # Names of the deep model's heatmaps: all bands together, then one per band.
 FUSION_MAP_NAMES = ["fusion"] + [f"{band}fusion" for band in FUSION_BANDS]
+
+
+# The privacy gate (rules/privacy.smk calls it): stop before data leave the machine.
+from neurofuse.privacy.gate import gate_file, run_gate
+
+PRIVACY_GATE = gate_file(OUT)
+
+
+def privacy_gate(executor=None):
+    try:
+        decision = run_gate(config, PRIVACY_GATE, executor=executor,
+                            storage_provider=workflow.storage_settings.default_storage_provider)
+    except NeuroFuseError as err:
+        print(f"NeuroFuse: {err}", file=sys.stderr)
+        sys.exit(1)
+    logger.info(f"NeuroFuse: {decision.summary()}")

@@ -2,21 +2,6 @@
 # finds identifying data, unless the config records the decision (privacy.*).
 # Runs in the main process at parse time (so `snakemake -n` stops too, before any job)
 # and again on start, when the executor is known.
-from neurofuse.privacy.gate import gate_file, run_gate
-
-PRIVACY_GATE = gate_file(OUT)
-
-
-def privacy_gate(executor=None):
-    try:
-        decision = run_gate(config, PRIVACY_GATE, executor=executor,
-                            storage_provider=workflow.storage_settings.default_storage_provider)
-    except NeuroFuseError as err:
-        print(f"NeuroFuse: {err}", file=sys.stderr)
-        sys.exit(1)
-    logger.info(f"NeuroFuse: {decision.summary()}")
-
-
 if workflow.is_main_process:
     privacy_gate()
 
@@ -32,11 +17,12 @@ rule privacy_write_findings:
         tsv=f"{OUT}/report/privacy_findings.tsv",
     log:
         f"{LOGS}/privacy_write_findings.log",
+    benchmark:
+        f"{OUT}/benchmarks/privacy_write_findings/findings.tsv"
     localrule: True
     threads: 1
     resources:
-        mem_mb=200,
-        runtime=2,
+        **measured("privacy_write_findings"),
     conda:
         ENV
     script:

@@ -53,10 +53,11 @@ rule report_write_methods:
         settings={key: config[key] for key in ("seed", "fmri", "eeg", "fusion")},
     log:
         f"{LOGS}/report_write_methods.log",
+    benchmark:
+        f"{OUT}/benchmarks/report_write_methods/methods.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **measured("report_write_methods"),
     conda:
         ENV
     script:
