@@ -38,8 +38,10 @@ def test_dry_run_of_50_subjects_has_one_job_per_step_and_run(workdir, tmp_path):
     jobs = {name: int(n) for name, n in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
     assert {rule: jobs.get(rule) for rule in PER_RUN} == dict.fromkeys(PER_RUN, runs)
     assert jobs["anat_register_t1w_to_template"] == subjects and jobs["report_build_subject"] == subjects
-    for rule in ("fusion_train_model", "fusion_combine_glm", "report_build_group", "report_summarize_dataset", "all"):
+    once = ("fusion_train_model", "fusion_combine_glm", "report_build_group", "report_summarize_dataset",
+            "report_write_methods", "privacy_write_findings", "all")
+    for rule in once:
         assert jobs[rule] == 1, rule
-    assert jobs["total"] == len(PER_RUN) * runs + 2 * subjects + 5 == 2305
+    assert jobs["total"] == len(PER_RUN) * runs + 2 * subjects + len(once) == 2307
     # ~5 s here (2 ms per job); a step that scans every run for every job would take minutes.
     assert seconds < 90, f"{seconds:.0f} s for {jobs['total']} jobs"
