@@ -50,7 +50,8 @@ RUNS = ("1", "2")
 SLICE_TIMING = [round(i * 2.0 / 32, 4) for i in range(32)]
 
 
-def skeleton_spec(n_subjects: int, vmrk_markers: int = 0) -> dict:
+def skeleton_spec(n_subjects: int, vmrk_markers: int = 0, sessions: tuple[str, ...] = SESSIONS,
+                  runs: tuple[str, ...] = RUNS) -> dict:
     """1 T1w + per session a scans.tsv and per run BOLD (nii.gz + json) and EEG (vhdr, vmrk, eeg, channels).
 
     ``vmrk_markers`` = 0: empty .vmrk files (no markers). N > 0: each .vmrk holds N
@@ -67,7 +68,7 @@ def skeleton_spec(n_subjects: int, vmrk_markers: int = 0) -> dict:
         "sub-{sub}/ses-1/anat/sub-{sub}_ses-1_T1w.nii.gz": None,
     }
     scans = ["filename\tacq_time"]
-    for run in RUNS:
+    for run in runs:
         stem = f"sub-{{sub}}_ses-{{ses}}_task-rest_run-{run}"
         files[f"sub-{{sub}}/ses-{{ses}}/func/{stem}_bold.nii.gz"] = None
         files[f"sub-{{sub}}/ses-{{ses}}/func/{stem}_bold.json"] = {"AcquisitionTime": f"10:{int(run) * 10}:00"}
@@ -82,18 +83,20 @@ def skeleton_spec(n_subjects: int, vmrk_markers: int = 0) -> dict:
         scans.append(f"func/{stem}_bold.nii.gz\t2020-01-0{{ses}}T10:{minute}:00")
         scans.append(f"eeg/{stem}_eeg.vhdr\t2020-01-0{{ses}}T10:{minute - 1}:30")
     files["sub-{sub}/ses-{ses}/sub-{sub}_ses-{ses}_scans.tsv"] = "\n".join(scans) + "\n"
-    return {"subjects": subjects, "sessions": list(SESSIONS), "files": files,
+    return {"subjects": subjects, "sessions": list(sessions), "files": files,
             "dataset_description": {"Name": f"bench {n_subjects}", "BIDSVersion": "1.10.0"}}
 
 
-def make_dataset(n_subjects: int, vmrk_markers: int = 0) -> tuple[Path, int, float]:
-    root = WORK / (f"bids-{n_subjects}" + (f"-mk{vmrk_markers}" if vmrk_markers else ""))
+def make_dataset(n_subjects: int, vmrk_markers: int = 0, sessions: tuple[str, ...] = SESSIONS,
+                 runs: tuple[str, ...] = RUNS) -> tuple[Path, int, float]:
+    shape = "" if (sessions, runs) == (SESSIONS, RUNS) else f"-{len(sessions)}x{len(runs)}"
+    root = WORK / (f"bids-{n_subjects}" + (f"-mk{vmrk_markers}" if vmrk_markers else "") + shape)
     marker = root / ".complete"
     if not marker.exists():
         if root.exists():
             shutil.rmtree(root)
         t0 = time.perf_counter()
-        written = write_skeleton(root, skeleton_spec(n_subjects, vmrk_markers))
+        written = write_skeleton(root, skeleton_spec(n_subjects, vmrk_markers, sessions, runs))
         marker.write_text(str(len(written)))
         return root, len(written), time.perf_counter() - t0
     return root, int(marker.read_text()), 0.0

@@ -59,16 +59,21 @@ def test_machine_types_fit_threads_and_memory():
     assert gcp_machine_type(1, 10**7) == GCP_MACHINES[-1][0]
 
 
-def test_snakemake_resources_are_callables_of_input_and_attempt():
-    class Input:
-        size_mb = 199.8
+def test_snakemake_resources_are_callables_of_input_and_attempt(tmp_path):
+    class Input(list):  # a job's input files, as Snakemake passes them
+        pass
 
+    (tmp_path / "a.eeg").write_bytes(b"\0" * (3 * 1024**2))
+    (tmp_path / "a.vhdr").write_bytes(b"\0" * 1024**2)
+    files = Input([str(tmp_path / "a.eeg"), str(tmp_path / "a.vhdr"), str(tmp_path / "not-yet-made.fif")])
     res = MODEL.snakemake_resources("eeg_remove_gradient_artifact")
     model = MODEL["eeg_remove_gradient_artifact"]
-    assert res["mem_mb"](None, Input(), 2) == model.mem_mb(199.8, 2) == res["googlebatch_memory"](None, Input(), 2)
-    assert res["runtime"](None, Input(), 1) == model.runtime(199.8)
-    assert res["googlebatch_max_run_duration"](None, Input(), 1) == f"{model.max_run_seconds(199.8)}s"
-    assert res["googlebatch_machine_type"](None, Input(), 1, 1) == gcp_machine_type(1, model.mem_mb(199.8))
+    assert res["mem_mb"](None, files, 2) == model.mem_mb(4.0, 2) == res["googlebatch_memory"](None, files, 2)
+    assert res["runtime"](None, files, 1) == model.runtime(4.0)
+    assert res["googlebatch_max_run_duration"](None, files, 1) == f"{model.max_run_seconds(4.0)}s"
+    assert res["googlebatch_machine_type"](None, files, 1, 1) == gcp_machine_type(1, model.mem_mb(4.0))
+    bigger = Input([str(tmp_path / "a.eeg")])  # another job: sized afresh, not from the memo
+    assert res["mem_mb"](None, bigger, 1) == model.mem_mb(3.0)
 
 
 @pytest.mark.parametrize("data,words", [

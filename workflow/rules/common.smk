@@ -24,7 +24,8 @@ RESOURCE_MODEL = load_resource_model(os.path.join(workflow.basedir, "resources.y
 
 
 def measured(rule):
-    return RESOURCE_MODEL.snakemake_resources(rule)
+    # Google Batch's own resource names only when the data are in a bucket (the gcp profile).
+    return RESOURCE_MODEL.snakemake_resources(rule, google_batch=LOCATIONS.on_storage)
 
 
 def out(datatype, root=OUT, **name):
@@ -49,8 +50,12 @@ def bids_file(rel):
     return os.path.join(config["bids_dir"], rel)
 
 
+RUNS_BY_ID = {run.id: run for run in INDEX.runs}
+
+
 def run_of(wildcards):
-    return INDEX.run(wildcards.run)
+    """The run of a job (a dict lookup: the DAG asks this several times per job)."""
+    return RUNS_BY_ID[wildcards.run]
 
 
 def t1w_key(run):
