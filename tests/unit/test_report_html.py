@@ -12,7 +12,7 @@ import pytest
 from neurofuse.bids.index import BoldInfo, DatasetIndex, EegInfo, Run
 from neurofuse.errors import NeuroFuseError
 from neurofuse.report.group import write_group_report
-from neurofuse.report.html import text_to_html
+from neurofuse.report.html import nested_table, text_to_html
 from neurofuse.report.subject import write_subject_report
 
 PNG = bytes.fromhex(
@@ -229,3 +229,17 @@ def test_eeg_only_run_shows_eeg_only(results):
     text = _subject(results, "03", files=[clean]).read_text()
     assert "EEG only" in text and "high-pass at 1 Hz" in text and "BOLD volumes" not in text
     assert "<img" not in text and "<h4>BOLD</h4>" not in text
+
+
+def test_model_card_nesting_stays_flat_enough_to_read():
+    card = {"hyperparameters": {"lr": 0.001, "bands": ["alpha", "beta"]},
+            "validation": {"folds": [{"fold": 0, "held_out": ["sub-01"], "r": {"sub-01": 0.25}},
+                                     {"fold": 1, "held_out": ["sub-02"], "best": None}]}}
+    html = nested_table(card)
+    # Plain objects below the top become key = value pairs, not another table...
+    assert '<span class="pair">lr = 0.001</span>' in html and "bands = alpha, beta" in html
+    # ...and a list of records is one table, a row per record, columns in first-seen order.
+    assert html.count("<table") == 3  # the card, the validation object, the folds
+    header = re.search(r"<thead><tr>(.*?)</tr></thead>", html)[1]
+    assert re.findall(r">(\w+)</th>", header) == ["fold", "held_out", "r", "best"]
+    assert "<td>sub-01 = 0.25</td>" in html and "<td>n/a</td>" in html

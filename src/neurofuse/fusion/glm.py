@@ -256,16 +256,18 @@ def plot_maps(maps: Mapping[str, str | nib.Nifti1Image], path: str | PathLike, *
         img = nib.load(str(img)) if not isinstance(img, nib.Nifti1Image) else img
         data = np.asarray(img.dataobj, dtype=float)
         peak = float(np.nanmax(np.abs(data))) if data.size else 0.0
-        top = vmax or max(peak, 1e-6)
         thr = threshold if threshold is not None else 1e-6
         empty = not np.any(np.abs(data) > thr)
+        # An empty map keeps a readable scale (the threshold, or 1) and draws no colour bar:
+        # a bar from -1e-06 to 1e-06 would look like a result.
+        top = vmax or (max(peak, 1e-6) if not empty else (threshold or 1.0))
         label = f"{name} (nothing above threshold)" if empty else name
         plotting.plot_glass_brain(img, axes=axes[row, 0], threshold=thr, vmax=top, vmin=-top, cmap=cmap,
-                                  plot_abs=False, colorbar=True, title=label)
+                                  plot_abs=False, colorbar=not empty, title=label)
         ijk = np.unravel_index(int(np.nanargmax(np.abs(data))), data.shape) if peak > 0 else np.array(data.shape) // 2
         cut = nib.affines.apply_affine(img.affine, ijk)
         plotting.plot_stat_map(img, axes=axes[row, 1], threshold=thr, vmax=top, cmap=cmap, cut_coords=cut,
-                               display_mode="ortho", colorbar=True, draw_cross=False, annotate=True,
+                               display_mode="ortho", colorbar=not empty, draw_cross=False, annotate=True,
                                title=f"{name}: peak at ({cut[0]:.0f}, {cut[1]:.0f}, {cut[2]:.0f}) mm")
     fig.suptitle(title)
     save_figure(fig, path, dpi=80)

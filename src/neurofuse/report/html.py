@@ -46,10 +46,15 @@ a { color: var(--accent); }
 table { border-collapse: collapse; font-size: 0.9rem; margin: 0.8rem 0; }
 th, td { border: 1px solid var(--line); padding: 0.3rem 0.6rem; text-align: left; vertical-align: top; }
 thead th { background: var(--soft); position: sticky; top: 0; }
+table.facts { max-width: 100%; }
 table.facts th { background: var(--soft); font-weight: 600; white-space: nowrap; }
+table.facts td { overflow-wrap: anywhere; }
+table.facts table.facts { margin: 0; width: 100%; }
+.pairs { display: grid; grid-template-columns: repeat(auto-fill, minmax(13rem, 1fr)); gap: 0 1rem; }
 td ul { margin: 0; padding-left: 1.1rem; }
 .summary h4 { margin: 1rem 0 0; }
 .wide { overflow-x: auto; }
+td > .wide { width: 0; min-width: 100%; }
 .wide td { white-space: nowrap; }
 figure { margin: 1.5rem 0; border: 1px solid var(--line); border-radius: 6px; padding: 0.8rem; }
 figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; }
@@ -61,6 +66,8 @@ code { background: var(--soft); padding: 0 0.2rem; border-radius: 3px; font-size
 dl.legend dt { font-weight: 600; float: left; clear: left; width: 12rem; }
 dl.legend dd { margin-left: 13rem; }
 footer { color: var(--muted); font-size: 0.8rem; margin-top: 3rem; }
+@media (max-width: 60rem) { body { display: block; } nav { position: static; height: auto; border-right: 0;
+                            border-bottom: 1px solid var(--line); } main { padding: 1rem; } }
 @media print { body { display: block; } nav { display: none; } }
 """
 
@@ -141,16 +148,47 @@ def bullet_list(items: Iterable[str], css: str = "") -> str:
     return f"<ul{cls}>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
 
 
-def nested_table(value: Any) -> str:
-    """Any JSON value as HTML: objects become two-column tables, nested to any depth."""
+def nested_table(value: Any, *, top: bool = True) -> str:
+    """Any JSON value as HTML: objects become two-column tables, nested to any depth.
+
+    Below the top level, an object of plain values (hyper-parameters, one fold's figures)
+    is written as a grid of ``key = value`` pairs, and a list of objects as one table with a
+    row each: a table per object would nest tables three deep and push the page wider than
+    the screen.
+    """
     if isinstance(value, Mapping):
         if not value:
             return "<em>empty</em>"
-        return facts_table(((str(k), nested_table(v)) for k, v in value.items()), raw=True)
+        if not top and all(_plain(v) for v in value.values()):
+            pairs = (f"<span class=\"pair\">{escape(str(k))} = {_plain_text(v)}</span>" for k, v in value.items())
+            return '<span class="pairs">' + " ".join(pairs) + "</span>"
+        return facts_table(((str(k), nested_table(v, top=False)) for k, v in value.items()), raw=True)
+    if _plain(value):
+        return _plain_text(value)
+    if all(isinstance(v, Mapping) for v in value):
+        # Records (one per fold, per run): a row each, columns in first-seen order.
+        columns = list(dict.fromkeys(k for v in value for k in v))
+        return data_table(pd.DataFrame([{c: _record_cell(v.get(c)) for c in columns} for v in value]))
+    return bullet_list(nested_table(v, top=False) for v in value)
+
+
+def _plain(value: Any) -> bool:
+    """A scalar or a list of scalars: fits on one line."""
+    items = value if isinstance(value, list) else [value]
+    return all(not isinstance(v, (Mapping, list)) for v in items)
+
+
+def _record_cell(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "; ".join(f"{k} = {_record_cell(v)}" for k, v in value.items())
     if isinstance(value, list):
-        if all(not isinstance(v, (Mapping, list)) for v in value):
-            return escape(", ".join(_scalar(v) for v in value)) or "<em>empty</em>"
-        return bullet_list(nested_table(v) for v in value)
+        return ", ".join(_record_cell(v) for v in value)
+    return _scalar(value)
+
+
+def _plain_text(value: Any) -> str:
+    if isinstance(value, list):
+        return escape(", ".join(_scalar(v) for v in value)) or "<em>empty</em>"
     return escape(_scalar(value))
 
 
