@@ -32,7 +32,7 @@ demo: $(STAMP) $(DEMO)/dataset_description.json
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
 test: $(STAMP)
-	$(BIN)/pytest -n $(CORES) --dist loadgroup
+	$(BIN)/pytest -n $(CORES) --dist loadgroup --durations=25
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
