@@ -9,6 +9,7 @@
     neurofuse upload BIDS_DIR gs://BUCKET/PATH [--dry-run] [--force]   upload a dataset, checksums verified
     neurofuse profiles install [NAME ...] [--force]       put the cluster/cloud profiles where Snakemake finds them
     neurofuse benchmarks RESULTS [--json]                 time and memory per rule and per subject
+    neurofuse serve RESULTS [--port 9000]                 serve local outputs to the report's Neuroglancer links
     neurofuse cost [RESULTS] --subjects N [--spot|--on-demand] ...   Google Cloud cost per subject and in total
 
 Bad input ends with one line on stderr (file, problem, what to do) and exit code 2.
@@ -224,6 +225,13 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from neurofuse.report.neuroglancer import serve
+
+    serve(args.results, args.port)
+    return 0
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -324,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     ben.add_argument("results", help="the workflow's output folder (config output_dir)")
     ben.add_argument("--json", action="store_true", help="print JSON instead of tables")
     ben.set_defaults(func=_cmd_benchmarks)
+
+    srv = sub.add_parser("serve", help="serve a local output folder (with CORS) to the group report's Neuroglancer links")
+    srv.add_argument("results", help="the workflow's output folder (config output_dir)")
+    srv.add_argument("--port", type=int, default=9000, help="port on 127.0.0.1 (default 9000, as in the report's links)")
+    srv.set_defaults(func=_cmd_serve)
 
     cost = sub.add_parser("cost", help="Google Cloud cost of a study, per subject and in total, from measured job "
                                        "times and a price table with sources")
