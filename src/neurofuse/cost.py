@@ -227,13 +227,17 @@ _SUB = re.compile(r"(?:^|/)sub-([A-Za-z0-9]+)")
 
 
 def folder_sizes(root: str | os.PathLike, skip: tuple[str, ...] = ()) -> tuple[dict[str, int], int]:
-    """Bytes per subject (files under a ``sub-XX`` path part) and bytes of everything else."""
+    """Bytes per subject (files under a ``sub-XX`` path part) and bytes of everything else.
+
+    ``skip``: top-level folders to leave out; hidden folders are always left out.
+    """
     per: dict[str, int] = defaultdict(int)
     rest = 0
     root = Path(root)
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
-        dirnames[:] = [d for d in dirnames if (f"{rel_dir}/{d}" if rel_dir != "." else d) not in skip]
+        dirnames[:] = [d for d in dirnames
+                       if not d.startswith(".") and (f"{rel_dir}/{d}" if rel_dir != "." else d) not in skip]
         for name in filenames:
             rel = f"{rel_dir}/{name}" if rel_dir != "." else name
             try:
@@ -392,7 +396,7 @@ def estimate_cost(*, subjects: int, results: str | os.PathLike | None = None, bi
     input_per_subject = output_per_subject = output_once = None
     n_in = n_out = 0
     if bids_dir is not None:
-        per, _rest = folder_sizes(bids_dir)
+        per, _rest = folder_sizes(bids_dir, skip=("derivatives", "sourcedata", "code"))  # what `upload` sends
         if not per:
             raise NeuroFuseError("no sub-* files in the dataset", bids_dir, "pass the BIDS folder")
         n_in = len(per)

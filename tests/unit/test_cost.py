@@ -70,6 +70,7 @@ def measured_run(tmp_path):
     sized(results / "group" / "maps.nii.gz", 1)
     sized(bids / "sub-01" / "func" / "sub-01_bold.nii.gz", 0.5)
     sized(bids / "sub-02" / "func" / "sub-02_bold.nii.gz", 1.5)
+    sized(bids / "derivatives" / "x" / "sub-01" / "big.nii.gz", 9)  # not uploaded: not stored, not counted
     return results, bids
 
 
