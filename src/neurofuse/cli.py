@@ -9,6 +9,8 @@
     neurofuse upload BIDS_DIR gs://BUCKET/PATH [--dry-run] [--force]   upload a dataset, checksums verified
     neurofuse profiles install [NAME ...] [--force]       put the cluster/cloud profiles where Snakemake finds them
     neurofuse benchmarks RESULTS [--json]                 time and memory per rule and per subject
+    neurofuse serve RESULTS [--port 9000]                 serve local outputs to the report's Neuroglancer links
+    neurofuse cost [RESULTS] --subjects N [--spot|--on-demand] ...   Google Cloud cost per subject and in total
 
 Bad input ends with one line on stderr (file, problem, what to do) and exit code 2.
 ``audit`` exits 0 when every output matches its manifest (and, with ``--rerun``, the
@@ -205,6 +207,38 @@ def _cmd_benchmarks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cost(args: argparse.Namespace) -> int:
+    from neurofuse.cost import estimate_cost, load_prices
+
+    estimate = estimate_cost(
+        subjects=args.subjects, results=args.results, bids_dir=args.bids_dir, preset=args.preset,
+        runs_per_subject=args.runs_per_subject, spot=args.spot, download_results=args.download_results,
+        months=args.months, startup_minutes=args.startup_minutes, prices=load_prices(args.prices, args.region))
+    text = {"text": estimate.text, "markdown": estimate.markdown, "json": estimate.to_json}[args.format]()
+    if args.out:
+        from neurofuse.io import atomic_write_text
+
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}: total {estimate.total:.2f} {estimate.currency} for {estimate.subjects} subject(s)")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from neurofuse.report.neuroglancer import serve
+
+    serve(args.results, args.port)
+    return 0
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurofuse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"neurofuse {__version__}")
@@ -298,6 +332,35 @@ def build_parser() -> argparse.ArgumentParser:
     ben.add_argument("results", help="the workflow's output folder (config output_dir)")
     ben.add_argument("--json", action="store_true", help="print JSON instead of tables")
     ben.set_defaults(func=_cmd_benchmarks)
+
+    srv = sub.add_parser("serve", help="serve a local output folder (with CORS) to the group report's Neuroglancer links")
+    srv.add_argument("results", help="the workflow's output folder (config output_dir)")
+    srv.add_argument("--port", type=int, default=9000, help="port on 127.0.0.1 (default 9000, as in the report's links)")
+    srv.set_defaults(func=_cmd_serve)
+
+    cost = sub.add_parser("cost", help="Google Cloud cost of a study, per subject and in total, from measured job "
+                                       "times and a price table with sources")
+    cost.add_argument("results", nargs="?", help="output folder of a measured run (its benchmarks/ and output sizes); "
+                                                 "without it: the per-rule measurements of workflow/resources.yaml")
+    cost.add_argument("--subjects", type=_positive_int, required=True, help="number of subjects to budget for")
+    cost.add_argument("--bids-dir", help="the dataset: its size per subject prices the input storage")
+    cost.add_argument("--preset", choices=("small", "demo"), default="demo",
+                      help="resources.yaml preset for rules without measured times (default demo)")
+    cost.add_argument("--runs-per-subject", type=_positive_float, default=1.0,
+                      help="EEG-fMRI runs per subject, for rules priced from resources.yaml (default 1)")
+    pricing = cost.add_mutually_exclusive_group()
+    pricing.add_argument("--spot", dest="spot", action="store_true", default=True,
+                         help="Spot prices, as the gcp profile runs every rule (default)")
+    pricing.add_argument("--on-demand", dest="spot", action="store_false", help="on-demand prices")
+    cost.add_argument("--download-results", action="store_true", help="price downloading the outputs once (egress)")
+    cost.add_argument("--months", type=_non_negative_float, default=1.0, help="months the data stay in the bucket (default 1)")
+    cost.add_argument("--startup-minutes", type=_non_negative_float, default=0.0,
+                      help="VM start-up time billed per job, minutes (default 0: not measured)")
+    cost.add_argument("--prices", help="price table (default config/gcp_prices.yaml)")
+    cost.add_argument("--region", help="region of the price table to use (default: the table's default_region)")
+    cost.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    cost.add_argument("--out", help="write to this file (e.g. for a budget request)")
+    cost.set_defaults(func=_cmd_cost)
     return parser
 
 

@@ -68,3 +68,22 @@ def test_cli_markdown_and_json(raw, tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["recommendation"] == "local" and data["facts"]["privacy_counts"]["medium"] == 2
     assert {"done": False, "item": "a named person is responsible for the data and for reporting a breach"} in data["checklist"]
+
+
+def test_budget_compared_with_the_cost_estimate(raw, tmp_path):
+    from neurofuse.cost import CostEstimate
+
+    estimate = CostEstimate(subjects=40, region="test-1", currency="USD", pricing="Spot", source="x", lines=[],
+                            per_subject=12.5, once=20.0, total=520.0, prices=[], assumptions=[])
+    path = tmp_path / "cost.json"
+    path.write_text(estimate.to_json())
+    low = assess(raw, skills="cloud", support="cloud", budget=400, cost_estimate=path)
+    budget = next(d for d in low.dimensions if d.name == "budget")
+    assert budget.rating == "below the estimate" and "estimate 520.00 USD for 40 subjects (Spot, test-1)" in budget.value
+    assert any("below the Google Cloud estimate (520.00 USD" in r for r in low.reasons)
+    high = assess(raw, skills="cloud", support="cloud", budget=600, cost_estimate=path)
+    assert next(d for d in high.dimensions if d.name == "budget").rating == "covers the estimate"
+    assert not any("below the Google Cloud estimate" in r for r in high.reasons)
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(Exception, match="cannot read the cost estimate"):
+        assess(raw, skills="cloud", support="cloud", budget=600, cost_estimate=tmp_path / "bad.json")

@@ -109,6 +109,15 @@ def test_real_run_writes_the_summary(workdir, small_dataset):
         refs = [ref for ref in re.findall(r'(?:src|href)="([^"#][^"]*)"', text) if "://" not in ref]  # not DOI links
         assert refs and all((report_dir / ref).is_file() for ref in refs), page
     assert "Framewise displacement, mean" in pages[1].read_text() and "R-peaks found" in pages[1].read_text()
+    # Neuroglancer: one link per group map, each state's nifti:// source is that map on the local server.
+    viewer = json.loads((report_dir / "neuroglancer.json").read_text())
+    maps = sorted(p.relative_to(workdir.path / "results").as_posix()
+                  for p in (workdir.path / "results/group").glob("*_statmap.nii.gz")
+                  if "thresholded_" not in p.name and "subjects_" not in p.name)  # z-maps and heatmaps
+    assert sorted(m["path"] for m in viewer["maps"]) == maps and maps
+    for entry in viewer["maps"]:
+        assert entry["state"]["layers"][0]["source"] == f"nifti://http://127.0.0.1:9000/{entry['path']}"
+        assert entry["link"] in pages[0].read_text().replace("&amp;", "&")
     # The methods text (in the group report), CITATION.md and the RO-Crate of the run.
     assert "(Allen et al., 2000)" in pages[0].read_text() and "https://doi.org/10.1006/nimg.2000.0599" in pages[0].read_text()
     assert "Allen PJ, Josephs O, Turner R (2000)" in (workdir.path / "results/CITATION.md").read_text()

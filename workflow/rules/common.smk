@@ -177,6 +177,11 @@ def report_group_files(wildcards):
     return [path for task in INDEX.tasks for path in fusion_report_inputs(task).values()]
 
 
+def report_group_maps(wildcards):
+    """The group NIfTI maps of every task (GLM z-maps, fusion heatmaps): linked to Neuroglancer."""
+    return [path for task in INDEX.tasks if fusion_runs(task) for path in fusion_group_maps(task)]
+
+
 # End of Report block. ---------------------------------------------------------------
 
 
@@ -233,6 +238,11 @@ def fusion_report_inputs(task):
         "model_card": train.card_json,
     }
     return {name: fill(path, task=task) for name, path in outputs.items()}
+
+def fusion_group_maps(task):
+    """Group z-maps (one per band) and the fusion model's heatmaps of ``task``."""
+    return [fill(path, task=task) for path in
+            list(rules.fusion_combine_glm.output.zmaps) + list(rules.fusion_train_model.output.maps)]
 
 # Names of the deep model's heatmaps: all bands together, then one per band.
 FUSION_MAP_NAMES = ["fusion"] + [f"{band}fusion" for band in FUSION_BANDS]

@@ -70,10 +70,15 @@ rule report_build_group:
         index=INDEX_FILE,
         subjects=[fill(rules.report_build_subject.output.html, subject=s) for s in INDEX.subjects],
         files=report_group_files,
+        maps=report_group_maps,
     output:
         html=f"{OUT}/report/group.html",
+        neuroglancer=f"{OUT}/report/neuroglancer.json",
     params:
         captions=REPORT_CAPTIONS,
+        # The maps' paths inside output_dir and the bucket folder they are read from (Neuroglancer links).
+        map_paths=lambda wc: [os.path.relpath(path, OUT) for path in report_group_maps(wc)],
+        maps_url=str(LOCATIONS.out_url) if LOCATIONS.on_storage else None,
     log:
         f"{LOGS}/report_build_group.log",
     threads: 1

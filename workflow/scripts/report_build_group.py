@@ -11,4 +11,7 @@ run_logged(
     files=list(snakemake.input.files),
     methods=snakemake.input.get("methods"),
     captions_dir=snakemake.params.captions,
+    maps=list(zip(snakemake.params.map_paths, snakemake.input.maps)),
+    maps_url=snakemake.params.maps_url,
+    neuroglancer_json=snakemake.output.neuroglancer,
 )

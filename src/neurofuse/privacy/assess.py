@@ -141,8 +141,30 @@ def recommend(facts: dict[str, Any], privacy: Dimension, skills: str, support: s
     return "local", "profiles/local", reasons
 
 
+def read_cost_estimate(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON of ``neurofuse cost --format json`` (total, subjects, currency, pricing)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {"total": float(data["total"]), "subjects": int(data["subjects"]), "currency": str(data["currency"]),
+                "pricing": str(data["pricing"]), "region": str(data["region"])}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise NeuroFuseError(f"cannot read the cost estimate ({err.__class__.__name__})", path,
+                             "write it with neurofuse cost [RESULTS] --subjects N --format json --out FILE") from None
+
+
+def _budget_dimension(budget: float | None, estimate: dict[str, Any] | None) -> Dimension:
+    value = "not given" if budget is None else f"{budget:g} USD"
+    rating = "none" if not budget else "available"
+    if estimate is not None:
+        value += (f"; Google Cloud estimate {estimate['total']:.2f} {estimate['currency']} for "
+                  f"{estimate['subjects']} subjects ({estimate['pricing']}, {estimate['region']})")
+        if budget:
+            rating = "covers the estimate" if budget >= estimate["total"] else "below the estimate"
+    return Dimension("budget", value, rating, "local" if not budget else "any", "answered")
+
+
 def assess(bids_dir: str | os.PathLike, *, skills: str, support: str, budget: float | None,
-           scan_report: str | None = None) -> Assessment:
+           scan_report: str | None = None, cost_estimate: str | os.PathLike | None = None) -> Assessment:
     root = Path(bids_dir)
     if not root.is_dir():
         raise NeuroFuseError("not a folder", root, "give the BIDS dataset's root folder")
@@ -170,10 +192,13 @@ def assess(bids_dir: str | os.PathLike, *, skills: str, support: str, budget: fl
                                                         "cloud": "cloud"}[skills], "answered"),
         Dimension("institutional support", support, support, {"none": "local", "hpc": "hpc", "cloud": "cloud"}[support],
                   "answered"),
-        Dimension("budget", "not given" if budget is None else f"{budget:g} USD", "none" if not budget else "available",
-                  "local" if not budget else "any", "answered"),
+        _budget_dimension(budget, estimate := read_cost_estimate(cost_estimate) if cost_estimate else None),
     ]
     setting, profile, reasons = recommend(facts, privacy, skills, support, budget)
+    if estimate is not None and budget and budget < estimate["total"]:
+        reasons.append(f"the budget ({budget:g} USD) is below the Google Cloud estimate "
+                       f"({estimate['total']:.2f} {estimate['currency']}, neurofuse cost): a cloud run needs more "
+                       "money, fewer subjects, or Spot prices")
     if not (REPO_ROOT / profile).is_dir():
         profile += " (not in this checkout yet)"
     return Assessment(str(root), {**facts, "privacy_counts": report.counts(), "scan_sampled": report.sampled},

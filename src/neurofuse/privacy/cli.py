@@ -2,7 +2,7 @@
 
     neurofuse privacy-check BIDS_DIR [--json [FILE]] [--fail-on low|medium|high] ...
     neurofuse deidentify BIDS_DIR OUT [--seed N] [--shifts FILE] [--hardlink]
-    neurofuse assess BIDS_DIR --skills S --support S [--budget USD] [--format text|markdown|json]
+    neurofuse assess BIDS_DIR --skills S --support S [--budget USD] [--cost-estimate FILE] [--format text|markdown|json]
 
 ``privacy-check`` exits 1 when it finds anything at or above ``--fail-on`` (default
 ``low``: anything), 0 when not; bad input exits 2 (``neurofuse.cli.main``).
@@ -91,7 +91,7 @@ def cmd_assess(args: argparse.Namespace) -> int:
     from neurofuse.privacy.assess import assess
 
     result = assess(args.bids_dir, skills=args.skills, support=args.support, budget=args.budget,
-                    scan_report=args.scan_report)
+                    scan_report=args.scan_report, cost_estimate=args.cost_estimate)
     if args.format == "json":
         import json
 
@@ -143,6 +143,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="what the institution supports: none, an HPC cluster, a cloud agreement")
     ass.add_argument("--budget", type=float, help="money available for computing (USD); omit or 0 for none")
     ass.add_argument("--scan-report", help="use this privacy-check JSON instead of scanning again")
+    ass.add_argument("--cost-estimate", metavar="FILE",
+                     help="compare --budget with this estimate (neurofuse cost ... --format json --out FILE)")
     ass.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     ass.add_argument("--out", help="write to this file (e.g. for the ethics application)")
     ass.set_defaults(func=cmd_assess)

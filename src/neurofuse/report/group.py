@@ -1,5 +1,6 @@
 """The group report (``report/group.html``): the dataset, links to every subject report,
-the group-level fusion results per task and the methods text.
+the group-level fusion results per task (with a Neuroglancer link per map,
+:mod:`neurofuse.report.neuroglancer`) and the methods text.
 
 Fusion results are shown when the rule passes them: the group GLM z-maps, the fusion
 model's heatmaps and training curves, and its model card rendered as a table. The
@@ -31,6 +32,7 @@ from neurofuse.report.html import (
     require_file,
     text_to_html,
 )
+from neurofuse.report.neuroglancer import DEFAULT_PORT, MapLink, links_json, map_links
 from neurofuse.report.summary import dataset_section, summary_table
 
 MODEL_CARD = (None, "modelcard", ".json")
@@ -67,8 +69,24 @@ def _fusion_files(files: Iterable[str | os.PathLike]) -> dict[str, dict[tuple, P
     return by_task
 
 
-def _task_section(task: str, files: dict[tuple, Path], page_path: Path, captions_dir: Path) -> Section:
-    children = []
+def _viewer_section(task: str, links: Sequence[MapLink], local: bool, port: int) -> Section:
+    items = [f'<a href="{escape(link.link)}">{escape(link.name)}</a> ({"|z| &ge; " + format(link.threshold, "g") if link.threshold else "every non-zero voxel"}'
+             f", colours saturate at {link.saturation:.3g})" for link in links]
+    if local:
+        note = (f"<p>The maps are read from this computer: first run <code>neurofuse serve OUTPUT_DIR --port {port}</code> "
+                "(OUTPUT_DIR: the folder that holds <code>report/</code>), then open a link; the viewer fetches the "
+                "file from <code>127.0.0.1</code>, nothing is uploaded.</p>")
+    else:
+        note = ("<p>The viewer reads the maps from the bucket in your browser: the objects must be readable there "
+                "and the bucket needs a CORS rule for the viewer (README, <em>Sharing results</em>).</p>")
+    body = ("<p>Each link opens the map in Neuroglancer (positive values red to yellow, negative blue to cyan, "
+            "threshold and saturation adjustable in the layer's controls).</p>" + note + bullet_list(items))
+    return Section(f"task-{task}-neuroglancer", "Open in Neuroglancer", body)
+
+
+def _task_section(task: str, files: dict[tuple, Path], page_path: Path, captions_dir: Path,
+                  viewer: Section | None = None) -> Section:
+    children = [viewer] if viewer is not None else []
     if MODEL_CARD in files:
         card = files[MODEL_CARD]
         body = (f'<p>The fusion model\'s card (<a href="{relative_src(card, page_path)}">{escape(card.name)}</a>): '
@@ -80,10 +98,16 @@ def _task_section(task: str, files: dict[tuple, Path], page_path: Path, captions
 
 
 def group_page(index: DatasetIndex, page_path: Path, *, subject_reports: Sequence[str | os.PathLike],
-               files: Iterable[str | os.PathLike], methods: str | os.PathLike | None, captions_dir: Path) -> str:
+               files: Iterable[str | os.PathLike], methods: str | os.PathLike | None, captions_dir: Path,
+               links: Sequence[MapLink] = (), local: bool = True, port: int = DEFAULT_PORT) -> str:
     sections = [dataset_section(index, summary_table(index)), _subject_links(index, subject_reports, page_path)]
     by_task = sorted(_fusion_files(files).items())
-    sections += [_task_section(task, found, page_path, captions_dir) for task, found in by_task]
+    link_task: dict[str, list[MapLink]] = defaultdict(list)
+    for link in links:
+        link_task[name_key(link.path)[0].get("task", "")].append(link)
+    sections += [_task_section(task, found, page_path, captions_dir,
+                               _viewer_section(task, link_task[task], local, port) if link_task.get(task) else None)
+                 for task, found in by_task]
     if methods is not None:
         text = require_file(methods, "methods text").read_text(encoding="utf-8")
         text = re.sub(r"\A\s*#\s[^\n]*\n", "", text)  # the section has its own title
@@ -101,16 +125,26 @@ def write_group_report(
     files: Iterable[str | os.PathLike] = (),
     methods: str | os.PathLike | None = None,
     captions_dir: str | os.PathLike = CAPTIONS_DIR,
+    maps: Sequence[tuple[str, str | os.PathLike]] = (),
+    maps_url: str | None = None,
+    port: int = DEFAULT_PORT,
+    neuroglancer_json: str | os.PathLike | None = None,
 ) -> Path:
     """Write the group HTML report.
 
     ``subject_reports``: the ``sub-<label>.html`` pages to link; ``files``: group fusion
     outputs (``task-<t>_desc-{glm,fusion}_statmap.png``, ``task-<t>_desc-training_curves.svg``,
-    ``task-<t>_modelcard.json``), recognised by name; ``methods``: a Markdown file or None.
+    ``task-<t>_modelcard.json``), recognised by name; ``methods``: a Markdown file or None;
+    ``maps``: ``(path relative to the output folder, local file)`` of each group NIfTI map,
+    linked to Neuroglancer from ``maps_url`` (the output folder in a bucket) or, for
+    local outputs, from ``127.0.0.1:port``; the links and states also go to ``neuroglancer_json``.
     """
     index = DatasetIndex.from_json(index_json)
     html = Path(html)
+    links = map_links(maps, out_url=maps_url, port=port)
     text = group_page(index, html, subject_reports=subject_reports, files=files, methods=methods,
-                      captions_dir=Path(captions_dir))
+                      captions_dir=Path(captions_dir), links=links, local=maps_url is None, port=port)
+    if neuroglancer_json is not None:
+        atomic_write_text(neuroglancer_json, links_json(links, out_url=maps_url, port=port))
     atomic_write_text(html, text)
     return html
