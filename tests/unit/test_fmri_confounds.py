@@ -101,3 +101,36 @@ def test_bad_shapes(tmp_path):
         confounds_table(np.zeros((5, 6)), np.zeros(4), np.zeros(4))
     with pytest.raises(ValueError):
         dvars(np.zeros(5))
+
+
+def test_nilearn_reads_our_confounds_as_fmriprep_output(tmp_path):
+    """nilearn's fMRIPrep reader (``load_confounds``) finds our TSV next to the preprocessed
+    BOLD by fMRIPrep's naming and picks the right columns for its strategies."""
+    from nilearn.interfaces.fmriprep import load_confounds
+
+    n = 30
+    rng = np.random.default_rng(0)
+    params = np.cumsum(rng.normal(size=(n, 6)) * np.r_[[0.03] * 3, [0.0005] * 3], axis=0)
+    params[12:, 1] += 0.9  # a 0.9 mm jump at volume 12
+    pd.DataFrame(params, columns=PARAM_NAMES).to_csv(tmp_path / "motion.tsv", sep="\t", index=False)
+    bold = tmp_path / "sub-01_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"
+    nib.save(nib.Nifti1Image((500 + rng.normal(size=(5, 5, 5, n))).astype(np.float32), np.eye(4)), bold)
+    mask = tmp_path / "sub-01_task-rest_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((5, 5, 5), np.uint8), np.eye(4)), mask)
+    stem = tmp_path / "sub-01_task-rest_desc-confounds_timeseries"
+    write_confounds(tmp_path / "motion.tsv", f"{stem}.tsv", out_json=f"{stem}.json", bold_file=bold, mask_file=mask)
+
+    conf, sample_mask = load_confounds(str(bold), strategy=("motion",), motion="basic", demean=False)
+    assert sorted(conf.columns) == sorted(PARAM_NAMES) and sample_mask is None
+    assert np.allclose(conf[list(PARAM_NAMES)].to_numpy(), params, atol=1e-7)
+    conf, _ = load_confounds(str(bold), strategy=("motion",), motion="full")
+    assert len(conf.columns) == 24 and "rot_z_derivative1_power2" in conf
+    assert not conf.isna().any().any()  # nilearn fills our first-row n/a
+    # scrubbing from framewise_displacement / std_dvars: volume 12 (FD 0.9 mm) is removed
+    conf, sample_mask = load_confounds(str(bold), strategy=("motion", "scrub"), motion="basic", scrub=0,
+                                       fd_threshold=0.5, std_dvars_threshold=100.0)
+    assert 12 not in sample_mask and len(sample_mask) == n - 1
+    # one-hot spike regressors (fMRIPrep's motion_outlierNN) are what "scrub" does not need but
+    # first-level models use: ours flag the same volume
+    table = pd.read_csv(f"{stem}.tsv", sep="\t", na_values="n/a")
+    assert [int(np.flatnonzero(table[c])[0]) for c in table if c.startswith("motion_outlier")] == [12]
