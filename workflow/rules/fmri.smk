@@ -12,6 +12,7 @@ rule fmri_estimate_head_motion:
     params:
         backend=FMRI["backend"],
         reference=FMRI["motion_reference"],
+        min_volumes=FMRI["min_volumes"],
     log:
         f"{LOGS}/fmri_estimate_head_motion/{{sdir}}/{{run}}.log",
     benchmark:

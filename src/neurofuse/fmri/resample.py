@@ -49,6 +49,7 @@ from scipy import ndimage
 
 from neurofuse.errors import NeuroFuseError
 from neurofuse.fmri._threads import single_thread_blas
+from neurofuse.fmri.checks import finite_series
 from neurofuse.fmri.registration import TEMPLATE_SOURCE, TEMPLATE_SPACE, _ants, load_template
 from neurofuse.io import save_nifti
 
@@ -217,7 +218,7 @@ def resample_bold_to_template(
 
     data = np.zeros(tmap.shape + (n_vol,), dtype=np.float32, order="F")  # NIfTI order: no copy on save
     flat = np.zeros(n_out, dtype=np.float32)
-    series = np.asarray(bold.dataobj, dtype=np.float32)  # once: slicing a .nii.gz re-inflates it
+    series = finite_series(bold.dataobj)  # once: slicing a .nii.gz re-inflates it; NaN/inf -> 0
     with single_thread_blas():
         for t in range(n_vol):
             vox = (inv_bold @ mats[t])[:3] @ pts
