@@ -130,6 +130,7 @@ rule fmri_compute_confounds:
     params:
         fd_threshold=FMRI["fd_threshold"],
         dvars_threshold=FMRI["dvars_threshold"],
+        tr=lambda wc: run_of(wc).bold.repetition_time,
     log:
         f"{LOGS}/fmri_compute_confounds/{{sdir}}/{{run}}.log",
     threads: 1

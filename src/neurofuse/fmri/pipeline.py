@@ -106,7 +106,7 @@ def preprocess_run(
     files["confounds"] = str(out / "desc-confounds_timeseries.tsv")
     timed("confounds", confounds_mod.write_confounds, files["motion"], files["confounds"],
           out_json=str(out / "desc-confounds_timeseries.json"), bold_file=files["preproc"],
-          mask_file=files["mask"], fd_threshold=fd_threshold, dvars_threshold=dvars_threshold)
+          mask_file=files["mask"], fd_threshold=fd_threshold, dvars_threshold=dvars_threshold, tr=tr)
 
     if figures:
         start = time.perf_counter()
