@@ -234,6 +234,11 @@ def test_check_images_on_real_nibabel_files(tmp_path: Path):
     assert r1.eeg.n_samples is None and r1.eeg.duration is None  # no .eeg data file
     # 3 volume markers but 2 volumes: a warning, not an error
     assert any("3 'Response/R128' volume markers" in w and "has 2 volumes" in w for w in index.warnings)
+    # example4d's header says TR = 2000 "seconds" (milliseconds): explained, and the sidecar's 2.0 s is used
+    ms = [w for w in index.warnings if "milliseconds labelled as seconds" in w]
+    assert len(ms) == 1 and "sub-01_task-rest_bold.nii.gz" in ms[0] and "TR = 2000 s" in ms[0]
+    assert r1.bold.repetition_time == 2.0
+    assert not any("sub-02_task-motor_bold" in w and "header gives TR" in w for w in index.warnings)  # 2 s = 2 s
 
 
 def test_multi_member_gzip_is_not_truncated(tmp_path: Path):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neurofuse.fmri.confounds import confounds_table, dvars, outlier_columns, write_confounds
+from neurofuse.fmri.confounds import confounds_table, cosine_basis, dvars, outlier_columns, write_confounds
 from neurofuse.transforms import PARAM_NAMES, framewise_displacement
 
 
@@ -101,3 +101,71 @@ def test_bad_shapes(tmp_path):
         confounds_table(np.zeros((5, 6)), np.zeros(4), np.zeros(4))
     with pytest.raises(ValueError):
         dvars(np.zeros(5))
+
+
+def test_nilearn_reads_our_confounds_as_fmriprep_output(tmp_path):
+    """nilearn's fMRIPrep reader (``load_confounds``) finds our TSV next to the preprocessed
+    BOLD by fMRIPrep's naming and picks the right columns for its strategies, its default
+    (motion, high_pass, wm_csf) included."""
+    from nilearn.image import resample_img
+    from nilearn.interfaces.fmriprep import load_confounds
+
+    from neurofuse.fmri.registration import load_template_mask
+
+    n, tr = 40, 2.0
+    rng = np.random.default_rng(0)
+    params = np.cumsum(rng.normal(size=(n, 6)) * np.r_[[0.03] * 3, [0.0005] * 3], axis=0)
+    params[12:, 1] += 0.9  # a 0.9 mm jump at volume 12
+    pd.DataFrame(params, columns=PARAM_NAMES).to_csv(tmp_path / "motion.tsv", sep="\t", index=False)
+    # an MNI-space run on a 6 mm grid (small), the template brain as its mask
+    mask_img = resample_img(load_template_mask(2), target_affine=np.diag([6.0, 6.0, 6.0]), interpolation="nearest",
+                            force_resample=True, copy_header=True)
+    mask_data = np.asarray(mask_img.dataobj) > 0
+    bold = tmp_path / "sub-01_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"
+    series = (500 + rng.normal(size=mask_data.shape + (n,))) * mask_data[..., None]
+    series[..., 20:] *= 1.01  # a global step: global_signal must see it
+    nib.save(nib.Nifti1Image(series.astype(np.float32), mask_img.affine), bold)
+    mask = tmp_path / "sub-01_task-rest_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz"
+    nib.save(nib.Nifti1Image(mask_data.astype(np.uint8), mask_img.affine), mask)
+    stem = tmp_path / "sub-01_task-rest_desc-confounds_timeseries"
+    write_confounds(tmp_path / "motion.tsv", f"{stem}.tsv", out_json=f"{stem}.json", bold_file=bold, mask_file=mask,
+                    tr=tr)
+
+    conf, sample_mask = load_confounds(str(bold), strategy=("motion",), motion="basic", demean=False)
+    assert sorted(conf.columns) == sorted(PARAM_NAMES) and sample_mask is None
+    assert np.allclose(conf[list(PARAM_NAMES)].to_numpy(), params, atol=1e-7)
+    conf, _ = load_confounds(str(bold), strategy=("motion",), motion="full")
+    assert len(conf.columns) == 24 and "rot_z_derivative1_power2" in conf
+    assert not conf.isna().any().any()  # nilearn fills our first-row n/a
+    # nilearn's default strategy: motion + high_pass (our cosineNN) + wm_csf
+    conf, _ = load_confounds(str(bold), demean=False)
+    cosines = sorted(c for c in conf if c.startswith("cosine"))
+    assert len(cosines) == int(np.floor(2 * n * tr / 128)) - 1 == 0 or cosines
+    assert {"csf", "white_matter", *PARAM_NAMES} <= set(conf.columns)
+    conf, _ = load_confounds(str(bold), strategy=("motion", "wm_csf", "global_signal", "high_pass"),
+                             motion="basic", wm_csf="full", global_signal="full", demean=False)
+    assert {"global_signal_derivative1_power2", "csf_power2", "white_matter_derivative1"} <= set(conf.columns)
+    gs = conf["global_signal"].to_numpy()
+    assert gs[20:].mean() / gs[:20].mean() == pytest.approx(1.01, abs=1e-3)
+    # scrubbing from framewise_displacement / std_dvars: volume 12 (FD 0.9 mm) is removed
+    conf, sample_mask = load_confounds(str(bold), strategy=("motion", "scrub"), motion="basic", scrub=0,
+                                       fd_threshold=0.5, std_dvars_threshold=100.0)
+    assert 12 not in sample_mask and len(sample_mask) == n - 1
+    # our one-hot spike regressors (fMRIPrep's motion_outlierNN) flag the same volume
+    # (and the global step at 20 as a DVARS spike)
+    table = pd.read_csv(f"{stem}.tsv", sep="\t", na_values="n/a")
+    assert [int(np.flatnonzero(table[c])[0]) for c in table if c.startswith("motion_outlier")] == [12, 20]
+
+
+def test_cosine_basis_matches_nilearn():
+    from nilearn.glm.first_level import make_first_level_design_matrix
+
+    n, tr = 200, 1.5
+    ours = cosine_basis(n, tr)
+    theirs = make_first_level_design_matrix(np.arange(n) * tr, drift_model="cosine", high_pass=1 / 128.0)
+    cols = [c for c in theirs if c.startswith("drift")]
+    # fMRIPrep (nipype's _cosine_drift) keeps floor(2 n TR / 128) - 1 cosines, nilearn's design
+    # matrix one more; the shared ones are the same functions up to scale
+    assert ours.shape == (n, 3) and len(cols) == 4
+    for k, c in enumerate(cols[:3]):
+        assert abs(np.corrcoef(ours[:, k], theirs[c])[0, 1]) > 0.9999

@@ -131,3 +131,33 @@ def test_decision_and_sidecar_order(caplog):
         slice_times_in_index_order({"SliceTiming": [0], "SliceEncodingDirection": "z"})
     with pytest.raises(BIDSError):
         slice_times_in_index_order({})
+
+
+_SHARED = __import__("pathlib").Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+@pytest.mark.parametrize("sidecar", ["eeg_rest_fmri/task-rest_bold.json", "ds002336_meta/task-eegfmriNF_bold.json"],
+                         ids=["sequential-30-TR2.16", "interleaved-32-TR2"])
+def test_real_slicetiming_sidecars(tmp_path, sidecar):
+    """The SliceTiming of two real scanners' sidecars (../shared/data, see its README):
+    the slices' timing error against the signal at the reference time falls by >= 80 %."""
+    path = _SHARED / sidecar
+    if not path.is_file():
+        pytest.skip(f"real data not found at {path} (shared/ beside the repo)")
+    meta = json.loads(path.read_text())
+    assert should_correct_slice_timing(meta, N_VOL, source=str(path))
+    times, axis = slice_times_in_index_order(meta)
+    tr = float(meta["RepetitionTime"])
+    n = np.arange(N_VOL)
+    data = np.stack([np.broadcast_to(_signal(n * tr + st), (2, 2, N_VOL)) for st in times], axis=2)
+    inp = tmp_path / "bold.nii.gz"
+    nib.save(nib.Nifti1Image(data.astype(np.float32), np.eye(4)), inp)
+    out_meta = correct_slice_timing(inp, tmp_path / "out.nii.gz", times, tr, slice_axis=axis)
+    ref = out_meta["StartTime"]
+    assert ref == pytest.approx((min(times) + max(times)) / 2, abs=1e-6)
+    truth = _signal(n * tr + ref)
+    inner = slice(3, N_VOL - 3)
+    out = nib.load(tmp_path / "out.nii.gz").get_fdata()
+    before = np.sqrt(np.mean((data[0, 0][:, inner] - truth[inner]) ** 2))
+    after = np.sqrt(np.mean((out[0, 0][:, inner] - truth[inner]) ** 2))
+    assert after <= 0.2 * before and after < 0.05  # measured: > 99 % lower

@@ -12,6 +12,7 @@ rule fmri_estimate_head_motion:
     params:
         backend=FMRI["backend"],
         reference=FMRI["motion_reference"],
+        min_volumes=FMRI["min_volumes"],
     log:
         f"{LOGS}/fmri_estimate_head_motion/{{sdir}}/{{run}}.log",
     benchmark:
@@ -129,6 +130,7 @@ rule fmri_compute_confounds:
     params:
         fd_threshold=FMRI["fd_threshold"],
         dvars_threshold=FMRI["dvars_threshold"],
+        tr=lambda wc: run_of(wc).bold.repetition_time,
     log:
         f"{LOGS}/fmri_compute_confounds/{{sdir}}/{{run}}.log",
     threads: 1

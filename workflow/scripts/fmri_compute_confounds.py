@@ -1,4 +1,4 @@
-"""Adapter: confounds TSV + JSON (motion, FD, DVARS, outliers)."""
+"""Adapter: confounds TSV + JSON (motion, FD, DVARS, tissue signals, cosine, outliers)."""
 from neurofuse.fmri.confounds import write_confounds
 from neurofuse.workflow import run_logged
 
@@ -12,4 +12,5 @@ run_logged(
     mask_file=snakemake.input.mask,
     fd_threshold=snakemake.params.fd_threshold,
     dvars_threshold=snakemake.params.dvars_threshold,
+    tr=snakemake.params.tr,
 )

@@ -10,4 +10,5 @@ run_logged(
     snakemake.output.motion,
     out_reference=snakemake.output.boldref,
     reference=snakemake.params.reference,
+    min_volumes=snakemake.params.min_volumes,
 )

@@ -664,7 +664,7 @@ class _Indexer:
 
     def _check_bold_image(self, f: _File, info: BoldInfo, chain: list[str]) -> None:
         path = self.abspath(f.rel)
-        shape, zooms = _check_nifti(path)
+        shape, zooms, header_tr = _check_nifti(path)
         if len(shape) < 4:
             raise BIDSError(
                 f"a _bold image must be 4D (x, y, z, time), this one is {len(shape)}D with shape "
@@ -674,6 +674,7 @@ class _Indexer:
         info.shape = list(shape)
         info.zooms = list(zooms)
         info.n_volumes = int(shape[3])
+        self._check_header_tr(f, info, header_tr, chain)
         if info.slice_timing is not None:
             direction = str(info.metadata.get("SliceEncodingDirection", "k")).rstrip("-")
             axis = {"i": 0, "j": 1, "k": 2}.get(direction, 2)
@@ -685,6 +686,26 @@ class _Indexer:
                     f"(axis {direction})", path,
                     f"fix SliceTiming in {src}: one onset per slice (or SliceEncodingDirection if the slices "
                     "are not along k)")
+
+    def _check_header_tr(self, f: _File, info: BoldInfo, header_tr: float | None, chain: list[str]) -> None:
+        """The NIfTI header's TR against RepetitionTime (BIDS: the sidecar wins). A header TR
+        1000 times the sidecar's is milliseconds labelled as seconds (nibabel's example4d.nii.gz
+        is such a file): explained, never used. Unset header TRs (0 or 1) are not compared."""
+        tr = info.repetition_time
+        if header_tr is None or header_tr in (0.0, 1.0) or abs(header_tr - tr) <= 1e-3 * tr:
+            return
+        src = self.source_of("RepetitionTime", chain)
+        if abs(header_tr / 1000.0 - tr) <= 1e-3 * tr:
+            self.warn(f"the NIfTI header gives TR = {header_tr:g} s, 1000 times RepetitionTime = {tr:g} s in {src}: "
+                      "the header holds milliseconds labelled as seconds. NeuroFuse uses RepetitionTime; tools "
+                      "that read the header (FSL, AFNI, nipy) would take the TR as "
+                      f"{header_tr:g} s", f.rel,
+                      "fix the header (e.g. nibabel: img.header.set_zooms(zooms[:3] + (TR,)) with TR in seconds) "
+                      "before giving this file to other tools")
+        else:
+            self.warn(f"the NIfTI header gives TR = {header_tr:g} s but RepetitionTime = {tr:g} s in {src}; "
+                      "NeuroFuse uses RepetitionTime (BIDS: the sidecar wins)", f.rel,
+                      "check which is right; correct the sidecar or the header")
 
     # -- EEG
     def eeg_info(self, f: _File) -> EegInfo:
@@ -811,8 +832,9 @@ def _missing_hint(path: str) -> str | None:
     return None
 
 
-def _check_nifti(path: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """Shape and zooms of a NIfTI image; :class:`BIDSError` if unreadable or truncated."""
+def _check_nifti(path: str) -> tuple[tuple[int, ...], tuple[float, ...], float | None]:
+    """Shape, zooms and the header's TR in seconds (``None`` if it has none) of a NIfTI
+    image; :class:`BIDSError` if unreadable or truncated."""
     import nibabel as nib
 
     try:
@@ -820,6 +842,9 @@ def _check_nifti(path: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
         header = img.header
         shape = tuple(int(n) for n in img.shape)
         zooms = tuple(float(z) for z in header.get_zooms())
+        header_tr = None
+        if len(zooms) > 3 and zooms[3] > 0 and hasattr(header, "get_xyzt_units"):
+            header_tr = zooms[3] * {"msec": 1e-3, "usec": 1e-6}.get(header.get_xyzt_units()[1], 1.0)  # -> s
         # the offset nibabel really uses (vox_offset 0 in old single files means 352)
         offset = int(getattr(img.dataobj, "offset", header.get_data_offset()))
         itemsize = header.get_data_dtype().itemsize
@@ -852,7 +877,7 @@ def _check_nifti(path: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
         size = os.path.getsize(path)
         if size < expected:
             raise BIDSError(f"image is truncated: {size} bytes on disk, the header needs {expected}", path, hint)
-    return shape, zooms
+    return shape, zooms, header_tr
 
 
 # --------------------------------------------------------------------------- build

@@ -662,8 +662,12 @@ def run_backend_motion(
     work_dir: str | os.PathLike | None = None,
     cost: str = "normcorr",
     zpad: int = 1,
+    min_volumes: int = 2,
 ) -> BackendMotionResult:
     """Estimate head motion with the configured backend; write the motion TSV.
+
+    The series is checked first (:func:`neurofuse.fmri.checks.check_bold_series`: 4D, at
+    least ``min_volumes`` volumes, no empty volumes), since this is the first fMRI step.
 
     Every backend registers to the same reference (``reference``/``n_reference`` as in
     :func:`neurofuse.fmri.motion.estimate_motion`: a volume index or the mean/median of
@@ -695,9 +699,11 @@ def run_backend_motion(
     NeuroFuseError
         When the backend's tool is not on ``PATH`` (checked before any work), or fails.
     """
+    from neurofuse.fmri.checks import check_bold_series
     from neurofuse.fmri.motion import estimate_motion, write_motion_tsv
 
     check_backend(backend)
+    check_bold_series(bold_file, min_volumes=min_volumes)
     if backend == "native":
         res = estimate_motion(
             bold_file, out_tsv, out_reference=out_reference, reference=reference, n_reference=n_reference

@@ -20,6 +20,12 @@ Columns, one row per volume:
     series), so its temporal difference has standard deviation ``s_v sqrt(2 (1 - r_v))``,
     and the expected DVARS is taken as the mean of that over voxels. Voxels with zero
     temporal variance (outside the field of view after resampling) are left out.
+``global_signal``, ``csf``, ``white_matter`` (+ the same three expansions)
+    Mean signal in the brain mask, in CSF and in (eroded) white matter of the template's
+    tissue maps, on the MNI-space series (:func:`tissue_masks`).
+``cosineNN``
+    Discrete cosine basis of a 128 s high-pass filter (fMRIPrep's; nilearn's
+    ``load_confounds(strategy=("high_pass", ...))`` reads them), when the TR is given.
 ``motion_outlierNN``
     One column per flagged volume, 1 on that volume and 0 elsewhere (spike regressors);
     a volume is flagged when ``framewise_displacement > fd_threshold`` (default 0.5 mm)
@@ -45,42 +51,129 @@ from neurofuse.transforms import PARAM_NAMES, framewise_displacement
 #: Robust-sd constant: IQR of a standard normal.
 IQR_TO_SD = 1.349
 
+#: Descriptions of the tissue-signal columns (see :func:`tissue_masks`).
+TISSUE_DESCRIPTIONS = {
+    "global_signal": "Mean BOLD signal in the brain mask (MNI space)",
+    "white_matter": "Mean BOLD signal in white matter (template WM probability >= 0.9, eroded 1 voxel, in the brain mask)",
+    "csf": "Mean BOLD signal in CSF (template CSF probability >= 0.9, in the brain mask)",
+}
+
 
 def dvars(
-    data: np.ndarray, *, intensity_normalization: float | None = 1000.0
+    data: np.ndarray, *, intensity_normalization: float | None = 1000.0, chunk: int = 16384
 ) -> tuple[np.ndarray, np.ndarray]:
     """DVARS and standardised DVARS of ``(n_voxels, n_volumes)`` data.
 
     Returns two arrays of length ``n_volumes``; element 0 is NaN (no previous volume).
     See the module docstring for the definitions. ``intensity_normalization=None``
-    skips the scaling to a median of 1000.
+    skips the scaling to a median of 1000. Voxels are processed ``chunk`` at a time in
+    float64, so memory stays near the size of ``data`` itself (a 600-volume 2 mm run).
     """
-    y = np.asarray(data, dtype=np.float64)
-    if y.ndim != 2:
-        raise ValueError(f"expected (n_voxels, n_volumes), got shape {y.shape}")
-    n_vol = y.shape[1]
+    y_all = np.asarray(data)
+    if y_all.ndim != 2:
+        raise ValueError(f"expected (n_voxels, n_volumes), got shape {y_all.shape}")
+    n_vol = y_all.shape[1]
     out_d = np.full(n_vol, np.nan)
     out_s = np.full(n_vol, np.nan)
     if n_vol < 2:
         return out_d, out_s
-    y = y[y.std(axis=1) > 0]  # constant voxels carry no signal (e.g. outside the FOV)
-    if y.shape[0] == 0:
+    varying = np.ptp(y_all, axis=1) > 0  # constant voxels carry no signal (e.g. outside the FOV)
+    n_var = int(varying.sum())
+    if n_var == 0:
         raise NeuroFuseError("DVARS: no voxel in the mask varies over time")
+    scale = 1.0
     if intensity_normalization:
-        median = float(np.median(y))
+        median = float(np.median(y_all[varying]))
         if median <= 0:
             raise NeuroFuseError("DVARS: the median intensity in the mask is not positive")
-        y = y * (intensity_normalization / median)
-    diff = np.diff(y, axis=1)
-    out_d[1:] = np.sqrt(np.mean(diff**2, axis=0))
-    q75 = np.percentile(y, 75, axis=1, method="lower")
-    q25 = np.percentile(y, 25, axis=1, method="lower")
-    sd = (q75 - q25) / IQR_TO_SD
-    centred = y - y.mean(axis=1, keepdims=True)
-    r1 = np.sum(centred[:, 1:] * centred[:, :-1], axis=1) / np.sum(centred**2, axis=1)
-    expected = np.mean(np.sqrt(2.0 * (1.0 - r1)) * sd)
+        scale = intensity_normalization / median
+    sq_diff = np.zeros(n_vol - 1)
+    expected_sum = 0.0
+    rows = np.flatnonzero(varying)
+    for start in range(0, n_var, chunk):
+        y = np.asarray(y_all[rows[start:start + chunk]], dtype=np.float64) * scale
+        sq_diff += np.sum(np.diff(y, axis=1) ** 2, axis=0)
+        q75 = np.percentile(y, 75, axis=1, method="lower")
+        q25 = np.percentile(y, 25, axis=1, method="lower")
+        sd = (q75 - q25) / IQR_TO_SD
+        centred = y - y.mean(axis=1, keepdims=True)
+        r1 = np.sum(centred[:, 1:] * centred[:, :-1], axis=1) / np.sum(centred**2, axis=1)
+        expected_sum += float(np.sum(np.sqrt(2.0 * (1.0 - r1)) * sd))
+    out_d[1:] = np.sqrt(sq_diff / n_var)
+    expected = expected_sum / n_var
     out_s[1:] = out_d[1:] / expected if expected > 0 else np.nan
     return out_d, out_s
+
+
+def tissue_masks(mask_img: nib.Nifti1Image) -> dict[str, np.ndarray]:
+    """Masks on the grid of ``mask_img`` (the run's brain mask in MNI space) for fMRIPrep's
+    ``global_signal`` (the brain mask), ``white_matter`` and ``csf``.
+
+    White matter and CSF come from the template's tissue probabilities (nilearn ships the
+    MNI152 2009 grey- and white-matter maps; CSF is taken as what the brain mask holds
+    beyond both): WM probability >= 0.9 eroded by one voxel (fMRIPrep also erodes its WM
+    mask), CSF probability >= 0.9; both within the run's brain mask. fMRIPrep uses the
+    subject's own segmentation instead; in MNI space after SyN the template's is a close
+    stand-in.
+    """
+    from nilearn.datasets import load_mni152_gm_template, load_mni152_wm_template
+    from nilearn.image import resample_to_img
+    from scipy import ndimage
+
+    from neurofuse.fmri.registration import load_template_mask
+
+    brain = np.asarray(mask_img.dataobj) > 0
+
+    def prob(loader):
+        img = resample_to_img(loader(resolution=1), mask_img, interpolation="continuous", force_resample=True,
+                              copy_header=True)
+        return np.clip(np.asarray(img.dataobj, dtype=np.float32), 0, 1)
+
+    gm, wm = prob(load_mni152_gm_template), prob(load_mni152_wm_template)
+    tpl_brain = np.asarray(resample_to_img(load_template_mask(1), mask_img, interpolation="nearest",
+                                           force_resample=True, copy_header=True).dataobj) > 0
+    csf = np.where(tpl_brain, 1.0 - gm - wm, 0.0)
+    return {
+        "global_signal": brain,
+        "white_matter": ndimage.binary_erosion(wm >= 0.9) & brain,
+        "csf": (csf >= 0.9) & brain,
+    }
+
+
+def bold_signals(
+    bold_file: str | os.PathLike,
+    mask_file: str | os.PathLike,
+    *,
+    tissues: bool = True,
+    intensity_normalization: float | None = 1000.0,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """DVARS, standardised DVARS and mean tissue signals (:func:`tissue_masks`) of a 4D
+    NIfTI inside a 3D mask on the same grid. Reads one volume at a time, keeping only the
+    brain voxels (float32), so a long run in template space fits in memory."""
+    from neurofuse.io import iter_nifti_volumes
+
+    img = nib.load(os.fspath(bold_file))
+    mask_img = nib.load(os.fspath(mask_file))
+    mask = np.asarray(mask_img.dataobj) > 0
+    if img.ndim != 4 or mask.shape != img.shape[:3]:
+        raise NeuroFuseError(
+            f"BOLD {img.shape} and mask {mask.shape} do not match", path=bold_file,
+            hint="use the brain mask written with this BOLD series",
+        )
+    if not mask.any():
+        raise NeuroFuseError("the brain mask is empty: DVARS and tissue signals need brain voxels", path=mask_file,
+                             hint="check the BOLD reference and its registration (the mask is the reference's brain "
+                                  "carried into MNI space)")
+    masks = {k: v for k, v in tissue_masks(mask_img).items() if v.any()} if tissues else {}
+    n_vol = int(img.shape[3])
+    data = np.empty((int(mask.sum()), n_vol), dtype=np.float32)
+    signals = {k: np.empty(n_vol) for k in masks}
+    for t, vol in enumerate(iter_nifti_volumes(bold_file)):
+        data[:, t] = vol[mask]
+        for name, m in masks.items():
+            signals[name][t] = float(np.mean(vol[m], dtype=np.float64))
+    dv, sd = dvars(data, intensity_normalization=intensity_normalization)
+    return dv, sd, signals
 
 
 def bold_dvars(
@@ -90,15 +183,18 @@ def bold_dvars(
     intensity_normalization: float | None = 1000.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`dvars` of a 4D NIfTI inside a 3D mask on the same grid."""
-    img = nib.load(os.fspath(bold_file))
-    mask = np.asarray(nib.load(os.fspath(mask_file)).dataobj) > 0
-    if img.ndim != 4 or mask.shape != img.shape[:3]:
-        raise NeuroFuseError(
-            f"BOLD {img.shape} and mask {mask.shape} do not match", path=bold_file,
-            hint="use the brain mask written with this BOLD series",
-        )
-    data = np.asarray(img.dataobj, dtype=np.float32)[mask]
-    return dvars(data, intensity_normalization=intensity_normalization)
+    dv, sd, _ = bold_signals(bold_file, mask_file, tissues=False, intensity_normalization=intensity_normalization)
+    return dv, sd
+
+
+def cosine_basis(n_volumes: int, tr: float, period_cut: float = 128.0) -> np.ndarray:
+    """fMRIPrep's ``cosineNN`` columns: the discrete cosine (DCT-II) basis of a high-pass
+    filter at ``1/period_cut`` Hz, without the constant (as nipype/nilearn count them:
+    ``floor(2 n TR / period_cut) - 1`` columns), each of unit norm."""
+    order = min(n_volumes - 1, int(np.floor(2 * n_volumes * tr / period_cut)))
+    t = np.arange(n_volumes)
+    cols = [np.sqrt(2.0 / n_volumes) * np.cos(np.pi * (t + 0.5) * k / n_volumes) for k in range(1, order)]
+    return np.array(cols).T if cols else np.zeros((n_volumes, 0))
 
 
 def outlier_columns(
@@ -126,15 +222,23 @@ def confounds_table(
     dvars_threshold: float = 1.5,
     fd_radius: float = 50.0,
     expansion: bool = True,
+    signals: dict[str, np.ndarray] | None = None,
+    cosine: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The confounds table (see the module docstring) from motion parameters and DVARS."""
+    """The confounds table (see the module docstring) from motion parameters and DVARS,
+    plus mean tissue ``signals`` (``global_signal``, ``csf``, ``white_matter``; expanded
+    like the motion parameters) and ``cosine`` high-pass columns when given."""
     params = np.asarray(params, dtype=float)
     if params.ndim != 2 or params.shape[1] != 6:
         raise ValueError(f"motion parameters must have shape (T, 6), got {params.shape}")
     n = len(params)
     table = pd.DataFrame(params + 0.0, columns=list(PARAM_NAMES))  # + 0.0: no "-0" in the TSV
+    for name, values in (signals or {}).items():
+        if len(values) != n:
+            raise ValueError(f"{name} needs one value per volume")
+        table[name] = np.asarray(values, dtype=float)
     if expansion:
-        for name in PARAM_NAMES:
+        for name in [*PARAM_NAMES, *(signals or {})]:
             deriv = np.concatenate([[np.nan], np.diff(table[name].to_numpy())])
             table[f"{name}_derivative1"] = deriv
             table[f"{name}_power2"] = table[name] ** 2
@@ -151,6 +255,9 @@ def confounds_table(
         std = table["std_dvars"].to_numpy()
     else:
         std = np.zeros(n)
+    if cosine is not None:
+        for k in range(cosine.shape[1]):
+            table[f"cosine{k:02d}"] = cosine[:, k]
     outliers = outlier_columns(fd, std, fd_threshold=fd_threshold, dvars_threshold=dvars_threshold)
     return pd.concat([table, outliers], axis=1)
 
@@ -189,6 +296,15 @@ def confounds_metadata(
                 "Description": "DVARS divided by its expected value under an AR(1) null (Nichols 2013), as fMRIPrep",
                 "Units": "ratio",
             }
+        elif base in TISSUE_DESCRIPTIONS:
+            desc = TISSUE_DESCRIPTIONS[base]
+            if "_derivative1" in col:
+                desc += ", backward difference"
+            if col.endswith("_power2"):
+                desc += ", squared"
+            meta[col] = {"Description": desc, "Units": "arbitrary"}
+        elif col.startswith("cosine"):
+            meta[col] = {"Description": "Discrete cosine basis regressor of a 128 s high-pass filter (as fMRIPrep)"}
         elif col.startswith("motion_outlier"):
             meta[col] = {
                 "Description": (
@@ -210,6 +326,8 @@ def write_confounds(
     dvars_threshold: float = 1.5,
     fd_radius: float = 50.0,
     expansion: bool = True,
+    tr: float | None = None,
+    tissues: bool = True,
 ) -> pd.DataFrame:
     """Write the confounds TSV (and JSON sidecar) of one run.
 
@@ -225,20 +343,28 @@ def write_confounds(
         ``desc-brain_mask``); without them the DVARS columns are omitted.
     fd_threshold, dvars_threshold:
         Outlier thresholds (mm; standardised DVARS).
+    tr:
+        Repetition time (s): adds fMRIPrep's ``cosineNN`` high-pass columns (128 s).
+    tissues:
+        Add ``global_signal``, ``csf``, ``white_matter`` (and expansions) from the BOLD
+        series (:func:`tissue_masks`; the series must be in MNI space).
     """
     from neurofuse.fmri.motion import read_motion_tsv
 
     params = read_motion_tsv(motion) if isinstance(motion, (str, os.PathLike)) else np.asarray(motion, float)
     dv = sd = None
+    signals: dict[str, np.ndarray] = {}
     if bold_file is not None:
         if mask_file is None:
             raise ValueError("DVARS needs mask_file together with bold_file")
-        dv, sd = bold_dvars(bold_file, mask_file)
-        if len(dv) != len(params):
-            raise NeuroFuseError(f"{len(params)} motion rows but {len(dv)} volumes", path=bold_file)
+        if nib.load(os.fspath(bold_file)).shape[3:4] != (len(params),):
+            raise NeuroFuseError(f"{len(params)} motion rows but the BOLD series has another number of volumes",
+                                 path=bold_file, hint="use the motion TSV estimated on this run")
+        dv, sd, signals = bold_signals(bold_file, mask_file, tissues=tissues)
+    cosine = cosine_basis(len(params), float(tr)) if tr else None
     table = confounds_table(
         params, dv, sd, fd_threshold=fd_threshold, dvars_threshold=dvars_threshold,
-        fd_radius=fd_radius, expansion=expansion,
+        fd_radius=fd_radius, expansion=expansion, signals=signals, cosine=cosine,
     )
     with atomic_path(out_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.8g")

@@ -76,6 +76,7 @@ from scipy import ndimage
 
 from neurofuse.errors import NeuroFuseError
 from neurofuse.fmri._threads import single_thread_blas
+from neurofuse.fmri.checks import finite_series
 from neurofuse.io import atomic_path, save_nifti
 from neurofuse.transforms import PARAM_NAMES, rigid_matrix, rigid_params
 
@@ -341,7 +342,7 @@ def estimate_motion(
     img = nib.load(os.fspath(bold_file))
     if img.ndim != 4:
         raise NeuroFuseError(f"expected a 4D BOLD image, got {img.ndim}D", path=bold_file)
-    data = np.asarray(img.dataobj, dtype=np.float32)
+    data = finite_series(img.dataobj)  # NaN/inf -> 0 (see neurofuse.fmri.checks)
     mask = None
     if mask_file is not None:
         mask = np.asarray(nib.load(os.fspath(mask_file)).dataobj) > 0

@@ -31,6 +31,7 @@ from typing import Any
 from neurofuse.fmri import confounds as confounds_mod
 from neurofuse.fmri import motion as motion_mod
 from neurofuse.fmri import qc, registration, resample, steps
+from neurofuse.fmri.checks import MIN_VOLUMES, check_bold_series
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def preprocess_run(
     dvars_threshold: float = 1.5,
     seed: int = 42,
     figures: bool = True,
+    min_volumes: int = MIN_VOLUMES,
 ) -> dict[str, Any]:
     """Preprocess one BOLD run; return output paths (``files``) and step times (``seconds``).
 
@@ -70,6 +72,7 @@ def preprocess_run(
         return value
 
     tr = float(metadata["RepetitionTime"])
+    check_bold_series(bold_file, min_volumes=min_volumes)  # odd input stops here, clearly
 
     files["motion"] = str(out / "motion.tsv")
     files["boldref"] = str(out / "boldref.nii.gz")
@@ -103,7 +106,7 @@ def preprocess_run(
     files["confounds"] = str(out / "desc-confounds_timeseries.tsv")
     timed("confounds", confounds_mod.write_confounds, files["motion"], files["confounds"],
           out_json=str(out / "desc-confounds_timeseries.json"), bold_file=files["preproc"],
-          mask_file=files["mask"], fd_threshold=fd_threshold, dvars_threshold=dvars_threshold)
+          mask_file=files["mask"], fd_threshold=fd_threshold, dvars_threshold=dvars_threshold, tr=tr)
 
     if figures:
         start = time.perf_counter()

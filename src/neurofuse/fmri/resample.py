@@ -49,6 +49,7 @@ from scipy import ndimage
 
 from neurofuse.errors import NeuroFuseError
 from neurofuse.fmri._threads import single_thread_blas
+from neurofuse.fmri.checks import finite_series
 from neurofuse.fmri.registration import TEMPLATE_SOURCE, TEMPLATE_SPACE, _ants, load_template
 from neurofuse.io import save_nifti
 
@@ -217,7 +218,7 @@ def resample_bold_to_template(
 
     data = np.zeros(tmap.shape + (n_vol,), dtype=np.float32, order="F")  # NIfTI order: no copy on save
     flat = np.zeros(n_out, dtype=np.float32)
-    series = np.asarray(bold.dataobj, dtype=np.float32)  # once: slicing a .nii.gz re-inflates it
+    series = finite_series(bold.dataobj)  # once: slicing a .nii.gz re-inflates it; NaN/inf -> 0
     with single_thread_blas():
         for t in range(n_vol):
             vox = (inv_bold @ mats[t])[:3] @ pts
@@ -236,9 +237,19 @@ def resample_bold_to_template(
         if mask_file is not None:
             mask = np.asarray(nib.load(os.fspath(mask_file)).dataobj) > 0
         else:
+            import warnings
+
             from nilearn.masking import compute_epi_mask
 
-            mask = np.asarray(compute_epi_mask(ref).dataobj) > 0
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an empty mask is handled below, with a clearer message
+                mask = np.asarray(compute_epi_mask(ref).dataobj) > 0
+            if not mask.any():
+                # no background to separate (e.g. an already masked or cropped series such as
+                # nibabel's functional.nii): every voxel with signal is taken as brain
+                mask = ref_data > 0
+                log.warning("%s: no background in the BOLD reference to separate the brain from; the brain "
+                            "mask is every voxel with signal (%d voxels)", os.fspath(reference_file), int(mask.sum()))
         proj = ndimage.map_coordinates(mask.astype(np.float32), ref_pts_vox, order=1, mode="constant", cval=0.0)
         save_nifti(nib.Nifti1Image((proj >= 0.5).reshape(tmap.shape).astype(np.uint8), tmap.affine), out_mask)
     if out_reference is not None:

@@ -57,6 +57,7 @@ from scipy.fft import irfft, rfft
 from scipy.interpolate import make_interp_spline
 
 from neurofuse.errors import BIDSError, NeuroFuseError
+from neurofuse.fmri.checks import finite_series
 from neurofuse.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -233,7 +234,7 @@ def correct_slice_timing(
         raise ValueError(f"tr must be positive, got {tr}")
     ref = default_reference_time(times) if ref_time is None else float(ref_time)
 
-    data = np.asarray(img.dataobj, dtype=np.float32)
+    data = finite_series(img.dataobj)  # NaN/inf -> 0 (see neurofuse.fmri.checks)
     data = np.moveaxis(data, slice_axis, 2)  # view: (x, y, slice, t)
     out = np.empty_like(data)
     for t_acq in np.unique(times):

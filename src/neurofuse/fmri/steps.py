@@ -42,8 +42,13 @@ def correct_slice_timing_step(
             backend, bold_file, out_file, times, float(metadata["RepetitionTime"]), ref_time,
             slice_axis=axis, out_json=out_json,
         )
-    with atomic_path(out_file, suffix=".nii.gz") as tmp:
-        shutil.copyfile(bold_file, tmp)
+    same_format = os.fspath(bold_file).endswith(".gz") == os.fspath(out_file).endswith(".gz")
+    with atomic_path(out_file, suffix=".nii.gz" if os.fspath(out_file).endswith(".gz") else ".nii") as tmp:
+        if same_format:
+            shutil.copyfile(bold_file, tmp)
+        else:  # e.g. a plain .nii input (nibabel's functional.nii): written again, compressed or not
+            src = nib.load(os.fspath(bold_file))
+            nib.save(nib.Nifti1Image(src.dataobj, src.affine, src.header), tmp)
     meta = {"SliceTimingCorrected": False, "RepetitionTime": float(metadata["RepetitionTime"])}
     atomic_write_text(out_json, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta

@@ -333,7 +333,10 @@ def _fmri_section(w: _Writer, config: Mapping[str, Any], facts: DatasetFacts | N
         "the sum of the absolute parameter changes with rotations taken as arc length on a 50 mm sphere "
         + w.cite("power2012") + "; DVARS " + w.cite("power2012") + " after scaling the median brain intensity to "
         "1000, and DVARS standardised by its expected value under a voxel-wise AR(1) model "
-        + w.cite("afyouni2018") + f". Volumes with FD above {_num(fmri['fd_threshold'])} mm or standardised DVARS "
+        + w.cite("afyouni2018") + "; the mean signal in the brain mask (global_signal), in white matter and in "
+        "CSF (the template's tissue probability maps at 0.9, white matter eroded by one voxel), expanded like the "
+        "motion parameters; and the discrete cosine basis of a 128 s high-pass filter (cosine columns)"
+        + f". Volumes with FD above {_num(fmri['fd_threshold'])} mm or standardised DVARS "
         f"above {_num(fmri['dvars_threshold'])} were each marked by a spike regressor (motion_outlier columns).")
     return paragraphs
 
