@@ -82,6 +82,15 @@ def _no_tr_anywhere(root):
     (root / "task-rest_bold.json").write_text(data)
 
 
+def _bold_nan_affine(root):
+    img = nib.load(root / BOLD)
+    affine = img.affine.copy()
+    affine[0, 3] = np.nan
+    out = nib.Nifti1Image(np.asarray(img.dataobj), affine, img.header)
+    out.header.set_qform(None, code=0)
+    nib.save(out, root / BOLD)
+
+
 INDEX_CASES = {
     # id: (break the dataset, file the message names, what it says, what to do)
     "bold truncated": (lambda r: cut(r / BOLD, 4000), BOLD, "image is truncated", "copy it again from the source"),
@@ -93,6 +102,8 @@ INDEX_CASES = {
     "bold not a nifti": (lambda r: (r / BOLD).write_bytes(gzip_of(b"<html>404 Not Found</html>" * 40)), BOLD,
                          "cannot read the NIfTI header", "not a NIfTI image"),
     "bold complex voxels": (_bold_complex, BOLD, "unsupported voxel data type complex64", "float32"),
+    "bold orientation NaN": (_bold_nan_affine, BOLD, "the header has no usable voxel size or orientation (voxel "
+                             "size 6 x 6 x 6 mm, affine finite: False)", "convert the DICOMs again"),
     "bold annex symlink not fetched": (_bold_annex, BOLD, "cannot read the NIfTI header", "datalad get"),
     "t1w truncated": (lambda r: cut(r / T1W, 3000), T1W, "image is truncated", "copy it again"),
     "eeg data truncated mid-sample": (lambda r: cut(r / EEGDATA, 6), EEGDATA,
@@ -158,6 +169,14 @@ def test_index_warns_on_volume_count_mismatch(ds, capsys):
     assert "Traceback" not in err
     assert (f"warning: {ds / VMRK}: 27 'Response/R128' volume markers but sub-01_task-rest_bold.nii.gz has 32 "
             "volumes -> dummy scans or an EEG recording that stopped early") in err
+
+
+def test_index_warns_on_subject_folder_with_invalid_label(ds, capsys):
+    shutil.copytree(ds / SUB, ds / "sub-02 copie")
+    assert cli_main(["index", str(ds)]) == 0
+    err = capsys.readouterr().err
+    assert (f"warning: {ds / 'sub-02 copie'}: subject folder with an invalid label (BIDS labels are letters and "
+            "digits only); skipped -> rename it, e.g. to sub-02copie") in err
 
 
 def test_index_of_symlinked_dataset_with_unicode_and_spaces(ds, tmp_path, capsys):

@@ -475,6 +475,10 @@ class _Indexer:
         files, dirs = self._scan_dir("")
         self._add_sidecars("", files)
         present = [d[4:] for d in dirs if d.startswith("sub-") and _LABEL.match(d[4:])]
+        for d in dirs:
+            if d.startswith("sub-") and not _LABEL.match(d[4:]):
+                self.warn("subject folder with an invalid label (BIDS labels are letters and digits only); skipped",
+                          d, f"rename it, e.g. to sub-{re.sub(r'[^A-Za-z0-9]', '', d[4:]) or '01'}, and its files")
         wanted = self.want_subjects or tuple(present)
         missing = [s for s in self.want_subjects if s not in present]
         if missing:
@@ -869,6 +873,14 @@ def check_nifti(path: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
         raise BIDSError(f"cannot read the NIfTI header ({reason})", path,
                         _missing_hint(path) or "copy the file again from the source; it is damaged or not a NIfTI "
                         "image") from None
+    spatial = zooms[:3]
+    if len(spatial) < 3 or not all(math.isfinite(z) and z > 0 for z in spatial) \
+            or not np.all(np.isfinite(img.affine)):
+        raise BIDSError(f"the header has no usable voxel size or orientation (voxel size "
+                        f"{' x '.join(f'{z:g}' for z in spatial)} mm, affine finite: "
+                        f"{bool(np.all(np.isfinite(img.affine)))})", path,
+                        "the converter wrote a broken header: convert the DICOMs again (e.g. dcm2niix) or fix "
+                        "pixdim/qform/sform with nibabel")
     dtype = header.get_data_dtype()
     if dtype.kind not in "iuf" or dtype.names is not None:
         raise BIDSError(f"unsupported voxel data type {dtype.name if dtype.names is None else 'RGB/structured'} "
