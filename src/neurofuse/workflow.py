@@ -14,7 +14,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -92,6 +92,7 @@ class JobContext:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     output_dir: str | None = None
+    bids_dir: str | None = None
     memory_limit: str = "enforce"
 
     @classmethod
@@ -111,6 +112,7 @@ class JobContext:
                    wildcards={str(k): str(v) for k, v in items},
                    mem_mb=float(mem) if isinstance(mem, (int, float)) and not isinstance(mem, bool) else None,
                    inputs=inputs, outputs=outputs, output_dir=config.get("output_dir"),
+                   bids_dir=config.get("bids_dir"),
                    memory_limit=str(limits["memory_limit"] if "memory_limit" in limits else "enforce"))
 
     @property
@@ -133,11 +135,22 @@ class JobContext:
         return text
 
     def raw_inputs(self) -> list[str]:
-        """Inputs outside the output folder: the raw dataset (or its downloaded copy)."""
-        if not self.output_dir or "://" in str(self.output_dir):
-            return list(self.inputs)
-        out = os.path.abspath(self.output_dir) + os.sep
-        return [p for p in self.inputs if not os.path.abspath(p).startswith(out)]
+        """Inputs from the raw dataset: under ``bids_dir`` (for a bucket, its downloaded copy) and not
+        under ``output_dir`` (which may lie inside the dataset, in derivatives/)."""
+        def under(folder: str | None) -> Callable[[str], bool]:
+            if not folder:
+                return lambda path: False
+            folder = str(folder)
+            if "://" in folder:  # Snakemake storage keeps a local copy at .../<bucket>/<key>
+                marker = "/" + folder.split("://", 1)[1].strip("/") + "/"
+                return lambda path: marker in "/" + path.replace(os.sep, "/")
+            prefix = os.path.abspath(folder) + os.sep
+            return lambda path: os.path.abspath(path).startswith(prefix)
+
+        in_bids, in_output = under(self.bids_dir), under(self.output_dir)
+        if not self.bids_dir:  # not run by the workflow: everything outside the outputs
+            return [p for p in self.inputs if not in_output(p)]
+        return [p for p in self.inputs if in_bids(p) and not in_output(p)]
 
     def more_memory_hint(self, needed_mb: float | None = None) -> str:
         ask = max(int(2 * (self.mem_mb or 1000)), int(1.2 * needed_mb) if needed_mb else 0)

@@ -91,6 +91,12 @@ def _bold_nan_affine(root):
     nib.save(out, root / BOLD)
 
 
+def _bold_5d(root):
+    img = nib.load(root / BOLD)
+    data = np.asarray(img.dataobj)
+    nib.save(nib.Nifti1Image(np.stack([data, data], axis=-1), img.affine), root / BOLD)
+
+
 INDEX_CASES = {
     # id: (break the dataset, file the message names, what it says, what to do)
     "bold truncated": (lambda r: cut(r / BOLD, 4000), BOLD, "image is truncated", "copy it again from the source"),
@@ -102,6 +108,11 @@ INDEX_CASES = {
     "bold not a nifti": (lambda r: (r / BOLD).write_bytes(gzip_of(b"<html>404 Not Found</html>" * 40)), BOLD,
                          "cannot read the NIfTI header", "not a NIfTI image"),
     "bold complex voxels": (_bold_complex, BOLD, "unsupported voxel data type complex64", "float32"),
+    "bold 5D (two echoes in one file)": (_bold_5d, BOLD, "a _bold image must be 4D (x, y, z, time), this one is 5D "
+                                         "with shape 28x34x30x32x2", "split the extra dimension"),
+    "slice direction not an axis": (lambda r: edit_json(r / BOLD_JSON, SliceEncodingDirection="z"), BOLD_JSON,
+                                    "SliceEncodingDirection must be one of i, j, k, i-, j-, k-, got 'z' (a string)",
+                                    "the voxel axis"),
     "bold orientation NaN": (_bold_nan_affine, BOLD, "the header has no usable voxel size or orientation (voxel "
                              "size 6 x 6 x 6 mm, affine finite: False)", "convert the DICOMs again"),
     "bold annex symlink not fetched": (_bold_annex, BOLD, "cannot read the NIfTI header", "datalad get"),
@@ -234,7 +245,7 @@ def job_for(rule: str, ds: Path, out: Path, **overrides):
     }
     spec = jobs[rule]
     log = str(out / "logs" / rule / SUB / f"{spec['wildcards'].get('run', SUB)}.log")
-    config = {"output_dir": str(out), "resources": {"memory_limit": "off"}}
+    config = {"bids_dir": str(ds), "output_dir": str(out), "resources": {"memory_limit": "off"}}
     return snakemake_object(rule, log=log, config=config, **{**spec, **overrides})
 
 
@@ -276,6 +287,20 @@ def test_step_reports_broken_data(case, ds, tmp_path, capsys):
     who = "subject 01 (run=sub-01_task-rest)" if "run" in job.wildcards.keys() else "subject 01 (anat=sub-01)"
     assert line.startswith(f"NeuroFuse: rule {rule} for {who}: {ds / rel}: "), line
     assert problem in line
+
+
+@pytest.mark.parametrize("bids_dir, output_dir, inputs, raw", [
+    ("/d/ds", "/d/ds/derivatives/nf", ["/d/ds/sub-01/a.nii.gz", "/d/ds/derivatives/nf/work/b.nii.gz", "/t/c.nii"],
+     ["/d/ds/sub-01/a.nii.gz"]),
+    ("gs://bkt/ds", "gs://bkt/out", [".snakemake/storage/gcs/bkt/ds/sub-01/a.nii.gz",
+                                     ".snakemake/storage/gcs/bkt/out/work/b.nii.gz"],
+     [".snakemake/storage/gcs/bkt/ds/sub-01/a.nii.gz"]),
+])
+def test_only_the_raw_dataset_inputs_are_checked(bids_dir, output_dir, inputs, raw):
+    """Derivatives (also inside the dataset, or downloaded from a bucket) are not read twice."""
+    from neurofuse.workflow import JobContext
+
+    assert JobContext(inputs=inputs, bids_dir=bids_dir, output_dir=output_dir).raw_inputs() == raw
 
 
 def test_full_disk_leaves_nothing_at_the_output(ds, tmp_path, capsys, monkeypatch):

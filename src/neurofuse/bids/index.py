@@ -656,6 +656,11 @@ class _Indexer:
                             self.abspath(self.source_of("RepetitionTime", chain)),
                             f"BIDS gives RepetitionTime in seconds: milliseconds? write {tr / 1000:g}")
         tr = float(tr)
+        direction = md.get("SliceEncodingDirection")
+        if direction is not None and direction not in ("i", "j", "k", "i-", "j-", "k-"):
+            raise BIDSError(f"SliceEncodingDirection must be one of i, j, k, i-, j-, k-, got {_describe(direction)} "
+                            f"(applies to {fname})", self.abspath(self.source_of("SliceEncodingDirection", chain)),
+                            "give the voxel axis the slices were acquired along, e.g. \"k\"")
         st = md.get("SliceTiming")
         slice_timing: list[float] | None = None
         checked = self._checked_timing.get(id(st)) if st is not None else None
@@ -700,6 +705,15 @@ class _Indexer:
                 f"{'x'.join(map(str, shape))}", path,
                 "store a single volume as 4D with one time point; if it is not a BOLD series, rename it "
                 "(e.g. _sbref) or move it out of func/")
+        if len(shape) > 4 and int(np.prod(shape[4:])) != 1:
+            raise BIDSError(
+                f"a _bold image must be 4D (x, y, z, time), this one is {len(shape)}D with shape "
+                f"{'x'.join(map(str, shape))}", path,
+                "split the extra dimension into separate runs (or echoes: echo-<index>), or convert the DICOMs "
+                "again")
+        if shape[3] < 1:
+            raise BIDSError("the BOLD series has no volumes (time dimension 0)", path,
+                            "the conversion failed: convert the DICOMs again")
         info.shape = list(shape)
         info.zooms = list(zooms)
         info.n_volumes = int(shape[3])
