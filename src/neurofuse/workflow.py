@@ -227,9 +227,11 @@ class _MemoryGuard:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=2 * _POLL_S)
+            self._thread.join(timeout=_GRACE_S)
         if self._old_handler is not None:
-            signal.signal(signal.SIGUSR2, self._old_handler)
+            # a sample still in flight must not deliver a signal nobody handles (the default ends the process)
+            alive = self._thread is not None and self._thread.is_alive()
+            signal.signal(signal.SIGUSR2, signal.SIG_IGN if alive else self._old_handler)
 
     def message(self) -> str:
         used = (self.exceeded_at or self.peak) / 1e6
@@ -245,7 +247,7 @@ class _MemoryGuard:
 
     def _check(self, rss: int) -> None:
         self.peak = max(self.peak, rss)
-        if self.limit is None or rss <= self.limit or self.exceeded_at is not None:
+        if self.limit is None or rss <= self.limit or self.exceeded_at is not None or self._stop.is_set():
             return
         self.exceeded_at = rss
         if self.ctx.memory_limit == "warn":

@@ -190,6 +190,30 @@ def test_index_warns_on_subject_folder_with_invalid_label(ds, capsys):
             "digits only); skipped -> rename it, e.g. to sub-02copie") in err
 
 
+def test_index_safety_net_for_the_unanticipated(ds, capsys, monkeypatch):
+    """A dataset that trips something nobody anticipated: one line, the traceback kept in a file."""
+    import neurofuse.bids.index as index_module
+
+    def surprise(path):
+        raise KeyError("NumberOfChannels")
+
+    monkeypatch.setattr(index_module, "read_vhdr", surprise)
+    line = index_error(ds, capsys)
+    assert line.startswith(f"neurofuse: error: {ds}: indexing failed on something this dataset has that NeuroFuse "
+                           "does not expect (KeyError: 'NumberOfChannels') -> the traceback is in ")
+    log = Path(line.split("the traceback is in ", 1)[1].split(":", 1)[0])
+    assert "in surprise" in log.read_text() and "check_brainvision" in log.read_text()
+    log.unlink()
+
+
+def test_scans_tsv_not_utf8(ds, capsys):
+    (ds / SUB / f"{SUB}_scans.tsv").write_bytes("filename\tacq_time\nfunc/é.nii\t2020-01-01T10:00:00\n"
+                                                .encode("latin-1"))
+    (ds / VHDR).rename(ds / VHDR.replace("task-rest_", "task-rest_acq-x_"))  # no longer paired by name
+    line = index_error(ds, capsys)
+    assert line.startswith(f"neurofuse: error: {ds / SUB / (SUB + '_scans.tsv')}: scans.tsv is not UTF-8 text")
+
+
 def test_index_of_symlinked_dataset_with_unicode_and_spaces(ds, tmp_path, capsys):
     link = tmp_path / "lien vers l'étude"
     link.symlink_to(ds, target_is_directory=True)

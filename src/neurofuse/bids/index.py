@@ -607,24 +607,29 @@ class _Indexer:
         rel = self.scans.get(subdir)
         if rel:
             path = self.abspath(rel)
-            with open(path, encoding="utf-8-sig", newline="") as fh:
-                reader = csv.DictReader(fh, delimiter="\t")
-                if not reader.fieldnames or "filename" not in reader.fieldnames:
-                    raise BIDSError("scans.tsv has no 'filename' column", path,
-                                    "the first line must be the header: filename<TAB>acq_time")
-                for line, row in enumerate(reader, start=2):
-                    value = (row.get("acq_time") or "").strip()
-                    stamp = None
-                    if value and value != "n/a":
-                        try:
-                            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                        except ValueError:
-                            raise BIDSError(f"acq_time {value!r} on line {line} is not a date-time", path,
-                                            "write it as YYYY-MM-DDThh:mm:ss[.ffffff]") from None
-                        if when.tzinfo is None:
-                            when = when.replace(tzinfo=timezone.utc)
-                        stamp = when.timestamp()
-                    times[(row.get("filename") or "").strip()] = stamp
+            try:
+                with open(path, encoding="utf-8-sig", newline="") as fh:
+                    rows = fh.read().splitlines()
+            except UnicodeDecodeError as exc:
+                raise BIDSError(f"scans.tsv is not UTF-8 text ({exc.reason} at byte {exc.start})", path,
+                                "save it as UTF-8") from None
+            reader = csv.DictReader(rows, delimiter="\t")
+            if not reader.fieldnames or "filename" not in reader.fieldnames:
+                raise BIDSError("scans.tsv has no 'filename' column", path,
+                                "the first line must be the header: filename<TAB>acq_time")
+            for line, row in enumerate(reader, start=2):
+                value = (row.get("acq_time") or "").strip()
+                stamp = None
+                if value and value != "n/a":
+                    try:
+                        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                    except ValueError:
+                        raise BIDSError(f"acq_time {value!r} on line {line} is not a date-time", path,
+                                        "write it as YYYY-MM-DDThh:mm:ss[.ffffff]") from None
+                    if when.tzinfo is None:
+                        when = when.replace(tzinfo=timezone.utc)
+                    stamp = when.timestamp()
+                times[(row.get("filename") or "").strip()] = stamp
         self._scan_time_cache[subdir] = times
         return times
 
@@ -1020,6 +1025,33 @@ def build_index(
     """
     if unpaired_eeg not in _UNPAIRED_POLICIES:
         raise ValueError(f"unpaired_eeg must be one of {_UNPAIRED_POLICIES}, got {unpaired_eeg!r}")
+    try:
+        return _build_index(bids_dir, participant_label=participant_label,
+                            exclude_participant_label=exclude_participant_label, task=task, session=session,
+                            volume_marker=volume_marker, unpaired_eeg=unpaired_eeg, check_images=check_images)
+    except BIDSError:
+        raise
+    except OSError as exc:  # a folder or file the walk could not open
+        where = exc.filename or bids_dir
+        raise BIDSError(f"cannot read while indexing ({exc.strerror or type(exc).__name__})", where,
+                        "check that the dataset is readable by this user and fully copied") from None
+    except Exception as exc:  # noqa: BLE001 - a dataset nobody anticipated: one line, traceback kept in a file
+        import tempfile
+        import traceback
+
+        fd, log = tempfile.mkstemp(prefix="neurofuse-index-error-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(traceback.format_exc())
+        reason = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise BIDSError(f"indexing failed on something this dataset has that NeuroFuse does not expect "
+                        f"({type(exc).__name__}: {reason})", bids_dir,
+                        f"the traceback is in {log}: it names the file being read; please report it with that "
+                        "log") from None
+
+
+def _build_index(bids_dir, *, participant_label, exclude_participant_label, task, session, volume_marker,
+                 unpaired_eeg, check_images) -> DatasetIndex:
+    """:func:`build_index` without its safety net."""
     root = Path(bids_dir).expanduser()
     if not root.exists():
         raise BIDSError("the BIDS folder does not exist", root, "check bids_dir (e.g. --config bids_dir=/path/to/dataset)")
