@@ -46,3 +46,11 @@ class BIDSError(NeuroFuseError):
 
 class ConfigError(NeuroFuseError):
     """The configuration is invalid."""
+
+
+class StorageError(NeuroFuseError):
+    """An output cannot be written: full disk, quota, read-only or unwritable folder."""
+
+
+class ResourceLimitError(NeuroFuseError):
+    """A job needed more memory than its rule was given."""

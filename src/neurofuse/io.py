@@ -2,15 +2,55 @@
 
 Write to a temporary name in the same folder, then ``os.replace`` it into place (atomic
 on POSIX file systems). An interrupted job leaves at most a ``.tmp-*`` file behind.
+
+A full disk, a read-only or unwritable output folder raise a one-line
+:class:`~neurofuse.errors.StorageError` that names the output and what to do, and the
+temporary file is removed: nothing half-written is left at (or beside) the output path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from neurofuse.errors import StorageError
+
+#: errno values that mean "this storage cannot take the output" (not a bug in the step).
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def storage_error(exc: OSError, path: str | os.PathLike) -> StorageError | None:
+    """A :class:`StorageError` for a full disk or an unwritable folder, else ``None``.
+
+    ``path`` is the output being written; the message names it (and, when the folder is
+    not writable, the folder).
+    """
+    target = Path(path)
+    if exc.errno in _NO_SPACE:
+        what = "the disk quota is exceeded" if exc.errno == errno.EDQUOT else "the disk is full"
+        if exc.errno == errno.EFBIG:
+            what = "the file is larger than the file system allows"
+        return StorageError(f"cannot write this output: {what} ({exc.strerror}); nothing was left at the path",
+                            target, f"free space on the disk of {target.parent} (df -h '{target.parent}') or set "
+                            "output_dir to a disk with room, then run again")
+    if exc.errno in _NOT_WRITABLE:
+        folder = _first_existing(target.parent)
+        why = "read-only file system" if exc.errno == errno.EROFS else "permission denied"
+        return StorageError(f"cannot write in the output folder {folder} ({why})", target,
+                            f"make {folder} writable (chmod u+w / mount read-write) or set output_dir to a folder "
+                            "you can write to")
+    return None
+
+
+def _first_existing(folder: Path) -> Path:
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder
 
 
 @contextlib.contextmanager
@@ -20,8 +60,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     ``suffix`` keeps an extension that a writer needs to see (e.g. ``.nii.gz``).
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=suffix, dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=suffix, dir=target.parent)
+    except OSError as exc:
+        raise storage_error(exc, target) or exc from None
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -30,9 +73,16 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as exc:
+        # the writer ran out of space (or lost permission) part-way: say which output, not where it failed
+        error = storage_error(exc, target)
+        if error is None:
+            raise
+        raise error from None
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with contextlib.suppress(OSError):
+            if tmp_path.exists():
+                tmp_path.unlink()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, only_if_changed: bool = False) -> bool:

@@ -8,12 +8,21 @@ file, so a job never walks the dataset again (snakebids #256 is the failure this
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from neurofuse.bids.index import DatasetIndex, build_index
-from neurofuse.errors import NeuroFuseError
+from neurofuse.errors import NeuroFuseError, ResourceLimitError
+from neurofuse.io import storage_error
 
 INDEX_NAME = "neurofuse/dataset_index.json"
 
@@ -67,27 +76,280 @@ def load_index(config: Mapping[str, Any], *, rebuild: bool, locations=None) -> D
     return index
 
 
+#: ``resources.memory_limit`` values (see config/README.md).
+MEMORY_POLICIES = ("enforce", "warn", "off")
+_POLL_S = 0.2  # how often the memory guard samples the job's resident memory
+_GRACE_S = 5.0  # after asking the step to stop, how long before the job is ended outright
+
+
+@dataclass
+class JobContext:
+    """What a workflow script's ``snakemake`` object says about its job (for messages and checks)."""
+
+    rule: str = "step"
+    wildcards: dict[str, str] = field(default_factory=dict)
+    mem_mb: float | None = None
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    output_dir: str | None = None
+    bids_dir: str | None = None
+    memory_limit: str = "enforce"
+
+    @classmethod
+    def from_snakemake(cls, smk: Any) -> JobContext:
+        if smk is None:
+            return cls()
+        wildcards = getattr(smk, "wildcards", None)
+        items = wildcards.items() if hasattr(wildcards, "items") else []
+        config = getattr(smk, "config", None) or {}
+        limits = config["resources"] if "resources" in config else {}  # validated configs always have it
+        mem = getattr(getattr(smk, "resources", None), "mem_mb", None)
+        def paths(files):
+            return [str(p) for p in (files or []) if isinstance(p, (str, PathLike))]
+
+        inputs, outputs = paths(getattr(smk, "input", None)), paths(getattr(smk, "output", None))
+        return cls(rule=str(getattr(smk, "rule", None) or "step"),
+                   wildcards={str(k): str(v) for k, v in items},
+                   mem_mb=float(mem) if isinstance(mem, (int, float)) and not isinstance(mem, bool) else None,
+                   inputs=inputs, outputs=outputs, output_dir=config.get("output_dir"),
+                   bids_dir=config.get("bids_dir"),
+                   memory_limit=str(limits["memory_limit"] if "memory_limit" in limits else "enforce"))
+
+    @property
+    def subject(self) -> str | None:
+        for value in self.wildcards.values():
+            match = re.search(r"(?:^|[/_])sub-([A-Za-z0-9]+)", value)
+            if match:
+                return match.group(1)
+        return self.wildcards.get("subject", "").removeprefix("sub-") or None
+
+    def describe(self) -> str:
+        """``rule fmri_estimate_head_motion for subject 01 (run=sub-01_task-rest)``."""
+        text = f"rule {self.rule}"
+        subject = self.subject
+        if subject:
+            text += f" for subject {subject}"
+        shown = {k: v for k, v in self.wildcards.items() if k not in ("sdir", "adir", "subject")}
+        if shown:
+            text += " (" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")"
+        return text
+
+    def raw_inputs(self) -> list[str]:
+        """Inputs from the raw dataset: under ``bids_dir`` (for a bucket, its downloaded copy) and not
+        under ``output_dir`` (which may lie inside the dataset, in derivatives/)."""
+        def under(folder: str | None) -> Callable[[str], bool]:
+            if not folder:
+                return lambda path: False
+            folder = str(folder)
+            if "://" in folder:  # Snakemake storage keeps a local copy at .../<bucket>/<key>
+                marker = "/" + folder.split("://", 1)[1].strip("/") + "/"
+                return lambda path: marker in "/" + path.replace(os.sep, "/")
+            prefix = os.path.abspath(folder) + os.sep
+            return lambda path: os.path.abspath(path).startswith(prefix)
+
+        in_bids, in_output = under(self.bids_dir), under(self.output_dir)
+        if not self.bids_dir:  # not run by the workflow: everything outside the outputs
+            return [p for p in self.inputs if not in_output(p)]
+        return [p for p in self.inputs if in_bids(p) and not in_output(p)]
+
+    def more_memory_hint(self, needed_mb: float | None = None) -> str:
+        ask = max(int(2 * (self.mem_mb or 1000)), int(1.2 * needed_mb) if needed_mb else 0)
+        return (f"give the rule more memory: snakemake ... --set-resources {self.rule}:mem_mb={ask} (or --retries 2: "
+                "each retry asks for mem_mb x attempt); the measured figures behind mem_mb are in "
+                "workflow/resources.yaml, resources.memory_limit in the config sets what happens when a job "
+                "exceeds them")
+
+
+def _snakemake_object() -> Any:
+    """The ``snakemake`` global of the workflow script that called :func:`run_logged`, if any."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        for scope in (frame.f_globals, frame.f_locals):
+            smk = scope.get("snakemake")
+            if smk is not None and hasattr(smk, "rule"):
+                return smk
+        frame = frame.f_back
+    return None
+
+
+def _rss_bytes(process) -> int:
+    """Resident memory of the job: its process and every child process."""
+    import psutil
+
+    total = process.memory_info().rss
+    for child in process.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+class _MemoryExceeded(BaseException):
+    """Raised in the main thread by the memory guard (a BaseException: steps' ``except Exception`` let it pass)."""
+
+
+class _MemoryGuard:
+    """Samples the job's resident memory; past ``mem_mb`` it warns or stops the job (``memory_limit``).
+
+    Snakemake's ``mem_mb`` is what a scheduler reserves for the job; a cluster's cgroup kills
+    a job that goes over it without saying why. The guard makes every executor behave the
+    same and say so: the rule, the subject, the limit and the memory used. ``RLIMIT_AS`` is
+    not used because it caps *virtual* memory, which for a process with PyTorch and BLAS
+    thread pools is several times its resident memory and would stop healthy jobs.
+    """
+
+    def __init__(self, ctx: JobContext, log: logging.Logger):
+        import psutil
+
+        self.ctx = ctx
+        self.log = log
+        self.limit = ctx.mem_mb * 1e6 if ctx.mem_mb else None
+        self.peak = 0
+        self.exceeded_at: int | None = None
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._old_handler = None
+
+    def start(self) -> None:
+        self.peak = _rss_bytes(self._process)
+        if self.limit is None or self.ctx.memory_limit == "off":
+            return
+        if self.ctx.memory_limit == "enforce":
+            if threading.current_thread() is not threading.main_thread():
+                return
+            self._old_handler = signal.signal(signal.SIGUSR2, self._interrupt)
+        self._thread = threading.Thread(target=self._watch, name="neurofuse-memory-guard", daemon=True)
+        self._thread.start()
+        self._check(self.peak)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=_GRACE_S)
+        if self._old_handler is not None:
+            # a sample still in flight must not deliver a signal nobody handles (the default ends the process)
+            alive = self._thread is not None and self._thread.is_alive()
+            signal.signal(signal.SIGUSR2, signal.SIG_IGN if alive else self._old_handler)
+
+    def message(self) -> str:
+        used = (self.exceeded_at or self.peak) / 1e6
+        return (f"{self.ctx.describe()} exceeded its memory limit: {used:.0f} MB resident, the rule was given "
+                f"mem_mb={self.ctx.mem_mb:g} MB")
+
+    def error(self) -> ResourceLimitError:
+        used = (self.exceeded_at or self.peak) / 1e6
+        return ResourceLimitError(self.message() + "; the job was stopped", None, self.ctx.more_memory_hint(used))
+
+    def _interrupt(self, signum, frame):  # runs in the main thread
+        raise _MemoryExceeded()
+
+    def _check(self, rss: int) -> None:
+        self.peak = max(self.peak, rss)
+        if self.limit is None or rss <= self.limit or self.exceeded_at is not None or self._stop.is_set():
+            return
+        self.exceeded_at = rss
+        if self.ctx.memory_limit == "warn":
+            self.log.warning("%s -> %s", self.message(), self.ctx.more_memory_hint(rss / 1e6))
+            print(f"NeuroFuse: warning: {self.message()}", file=sys.stderr, flush=True)
+            return
+        os.kill(os.getpid(), signal.SIGUSR2)  # the step unwinds in the main thread (temporary files removed)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(_POLL_S):
+            try:
+                self._check(_rss_bytes(self._process))
+            except Exception:  # noqa: BLE001 - a failed sample must not kill the job
+                continue
+            if self.exceeded_at is not None and self.ctx.memory_limit == "enforce":
+                # the main thread may be inside one long C call that never returns to Python
+                if self._stop.wait(_GRACE_S):
+                    return
+                text = f"NeuroFuse: {self.error()}"
+                self.log.error(text)
+                print(text, file=sys.stderr, flush=True)
+                logging.shutdown()
+                os._exit(1)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text
+                                              or "not enough memory" in text)
+
+
+def _fail(ctx: JobContext, log: logging.Logger, text: str) -> None:
+    log.error(text)
+    print(f"NeuroFuse: {text}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
 def run_logged(log_path: str, func, *args, **kwargs):
     """Run one library step for a Snakemake job with logging sent to the rule's log.
 
-    A :class:`NeuroFuseError` ends the job with its one-line message (in the log and on
-    stderr) and exit code 1, instead of a traceback.
-    """
-    import logging
-    import sys
+    Every workflow script goes through here, so every job gets the same guarantees:
 
+    * the job's raw inputs (those outside ``output_dir``) are checked first
+      (:func:`neurofuse.checks.check_input_file`: truncated or damaged images, voxel types,
+      NaN/Inf voxels, BrainVision data files that do not match their header);
+    * the job's resident memory is watched against the rule's ``mem_mb``
+      (``resources.memory_limit``: stop the job, warn, or nothing);
+    * every failure ends the job with ONE line on stderr and in the log, naming the rule
+      and subject, and exit code 1 — a :class:`NeuroFuseError` as it is, running out of
+      memory with the limit and what to ask for, a full disk or unwritable folder with
+      the path, and anything unexpected with the exception and where its traceback is
+      (the log file), never a bare traceback.
+    """
+    import traceback
+
+    ctx = JobContext.from_snakemake(_snakemake_object())
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_path, mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    log = logging.getLogger("neurofuse")
+    guard = _MemoryGuard(ctx, log)
     try:
-        return func(*args, **kwargs)
+        guard.start()
+        from neurofuse.checks import check_input_file
+
+        for path in ctx.raw_inputs():
+            check_input_file(path)
+        result = func(*args, **kwargs)
+        if guard.limit:
+            log.info("%s: peak resident memory %.0f MB of mem_mb=%g MB", ctx.describe(), guard.peak / 1e6,
+                     ctx.mem_mb)
+        return result
+    except _MemoryExceeded:
+        _fail(ctx, log, str(guard.error()))
     except NeuroFuseError as err:
-        logging.getLogger("neurofuse").error(str(err))
-        print(f"NeuroFuse: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+        _fail(ctx, log, f"{ctx.describe()}: {err}" if ctx.rule != "step" else str(err))
+    except OSError as exc:
+        # a writer that is not atomic (MNE, nibabel) ran out of space: name the output it was writing
+        target = exc.filename or (ctx.outputs[0] if ctx.outputs else None)
+        error = storage_error(exc, target) if target else None
+        if error is None:
+            log.error("traceback:\n%s", traceback.format_exc())
+            _fail(ctx, log, f"{ctx.describe()} failed: {type(exc).__name__}: {exc} -> the traceback is in {log_path}")
+        _fail(ctx, log, f"{ctx.describe()}: {error}")
+    except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback in the log
+        if _is_out_of_memory(exc):
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            limit = f"mem_mb={ctx.mem_mb:g} MB" if ctx.mem_mb else "no mem_mb set"
+            _fail(ctx, log, str(ResourceLimitError(
+                f"{ctx.describe()} ran out of memory ({limit}, {guard.peak / 1e6:.0f} MB resident at the last "
+                f"sample): {type(exc).__name__}: {reason}", None, ctx.more_memory_hint(guard.peak / 1e6))))
+        log.error("traceback:\n%s", traceback.format_exc())
+        reason = (str(exc).strip().splitlines() or [""])[0][:300]
+        _fail(ctx, log, f"{ctx.describe()} failed: {type(exc).__name__}: {reason} -> this is not a known input "
+                        f"problem; the full traceback is in {log_path}: check the inputs it names, or report it "
+                        "with that log")
     finally:
+        guard.stop()
         root.removeHandler(handler)
         handler.close()

@@ -225,13 +225,14 @@ def test_check_images_on_real_nibabel_files(tmp_path: Path):
     (tmp_path / "sub-01/func").mkdir(parents=True)
     shutil.copy(_nib_data("example4d.nii.gz"), tmp_path / "sub-01/func/sub-01_task-rest_bold.nii.gz")
     shutil.copy(_nib_data("functional.nii"), tmp_path / "sub-02/func/sub-02_task-motor_bold.nii")
+    (tmp_path / "sub-01/eeg/sub-01_task-rest_eeg.eeg").write_bytes(bytes(2 * 40_000))  # 1 channel, INT_16
     index = build_index(tmp_path)  # check_images=True by default
     r1, r2 = index.runs
     assert r1.bold.shape == [128, 96, 24, 2] and r1.bold.n_volumes == 2
     assert r1.bold.zooms[:3] == pytest.approx([2.0, 2.0, 2.2], abs=1e-5)
     assert r2.bold.shape == [17, 21, 3, 20] and r2.bold.n_volumes == 20
     assert r1.bold.n_slices == 24 and r2.bold.n_slices == 3 and r2.bold.duration == 40.0
-    assert r1.eeg.n_samples is None and r1.eeg.duration is None  # no .eeg data file
+    assert r1.eeg.n_samples == 40_000 and r1.eeg.duration == 8.0  # from the .eeg data file's size
     # 3 volume markers but 2 volumes: a warning, not an error
     assert any("3 'Response/R128' volume markers" in w and "has 2 volumes" in w for w in index.warnings)
     # example4d's header says TR = 2000 "seconds" (milliseconds): explained, and the sidecar's 2.0 s is used

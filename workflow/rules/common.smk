@@ -128,6 +128,13 @@ def eeg_companions(wildcards):
     return [path for path in map(bids_file, files) if os.path.exists(path)]
 
 
+def eeg_line_freq(wildcards):
+    """Mains frequency (Hz) for the notch filter: the sidecar's PowerLineFrequency (checked by the
+    index), 50 Hz when it is absent, no notch when it is "n/a" (unknown)."""
+    value = run_of(wildcards).eeg.metadata.get("PowerLineFrequency", 50)
+    return None if value == "n/a" else value
+
+
 def eeg_clean_companions(wildcards):
     """Companions of the raw recording when eeg_clean_signal reads it (runs outside the scanner)."""
     return [] if eeg_in_scanner(run_of(wildcards)) else eeg_companions(wildcards)

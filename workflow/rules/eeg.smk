@@ -93,7 +93,7 @@ rule eeg_clean_signal:
         l_freq=EEG["l_freq"],
         h_freq=EEG["h_freq"],
         ica_method=EEG["ica_method"],
-        line_freq=lambda wc: run_of(wc).eeg.metadata.get("PowerLineFrequency", 50),
+        line_freq=eeg_line_freq,
         seed=config["seed"],
     log:
         f"{LOGS}/eeg_clean_signal/{{sdir}}/{{run}}.log",

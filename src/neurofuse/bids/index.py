@@ -16,7 +16,13 @@ BrainVision headers and markers are read with the fast text parser of
 :mod:`neurofuse.bids.markers`; only EDF/BDF/EEGLAB/FIF go through MNE. With
 ``check_images=True`` each NIfTI header is read with nibabel and truncation is detected
 from the file size (``.nii``) or the gzip ISIZE trailer (``.nii.gz``), decompressing
-fully only when the trailer disagrees.
+fully only when the trailer disagrees; voxel types must be real numbers (no complex or
+RGB), and the T1w images the runs use are checked the same way. BrainVision data files
+are checked against their header (present, a format MNE reads, a whole number of
+samples, not shorter than ``DataPoints``) with one ``stat``, and volume markers after
+the end of a recording (a truncated ``.eeg``) are an error. Voxel and
+sample *values* (NaN/Inf) are checked by the steps that read the data
+(:mod:`neurofuse.checks`), not here: the index reads headers only.
 
 Metadata inheritance
 --------------------
@@ -62,7 +68,7 @@ from neurofuse.errors import BIDSError
 from neurofuse.io import atomic_write_text
 from neurofuse.naming import parse_name, run_prefix, subject_dir
 
-from .markers import EEG_FORMATS, implied_tr, marker_counts, read_eeg_header, scan_eeg, tr_tolerance
+from .markers import EEG_FORMATS, implied_tr, marker_counts, read_eeg_header, read_vhdr, scan_eeg, tr_tolerance
 
 __all__ = ["build_index", "DatasetIndex", "Run", "BoldInfo", "EegInfo", "INDEX_FORMAT", "DEFAULT_PAIRING_WINDOW_S"]
 
@@ -73,6 +79,8 @@ INDEX_FORMAT = "neurofuse-bids-index/1"
 DEFAULT_PAIRING_WINDOW_S = 600.0
 _MIN_PAIRING_WINDOW_S = 60.0
 _CLOCK_DRIFT = 1e-4
+#: A RepetitionTime above this (s) is taken for milliseconds (sparse designs stay well below).
+_MAX_TR_S = 100.0
 
 _DATATYPES = ("anat", "func", "eeg")
 _LABEL = re.compile(r"^[A-Za-z0-9]+$")
@@ -395,6 +403,7 @@ class _Indexer:
         self._conflicts: set[tuple[str, str]] = set()
         self._onsets: dict[str, Any] = {}  # EEG rel path -> volume-marker samples (for the checks)
         self._checked_timing: dict[int, tuple[Any, float, tuple[float, ...]]] = {}
+        self._checked_t1w: set[str] = set()
         self.seen_tasks: set[str] = set()
         self.seen_sessions: set[str] = set()
 
@@ -466,6 +475,10 @@ class _Indexer:
         files, dirs = self._scan_dir("")
         self._add_sidecars("", files)
         present = [d[4:] for d in dirs if d.startswith("sub-") and _LABEL.match(d[4:])]
+        for d in dirs:
+            if d.startswith("sub-") and not _LABEL.match(d[4:]):
+                self.warn("subject folder with an invalid label (BIDS labels are letters and digits only); skipped",
+                          d, f"rename it, e.g. to sub-{re.sub(r'[^A-Za-z0-9]', '', d[4:]) or '01'}, and its files")
         wanted = self.want_subjects or tuple(present)
         missing = [s for s in self.want_subjects if s not in present]
         if missing:
@@ -594,24 +607,29 @@ class _Indexer:
         rel = self.scans.get(subdir)
         if rel:
             path = self.abspath(rel)
-            with open(path, encoding="utf-8-sig", newline="") as fh:
-                reader = csv.DictReader(fh, delimiter="\t")
-                if not reader.fieldnames or "filename" not in reader.fieldnames:
-                    raise BIDSError("scans.tsv has no 'filename' column", path,
-                                    "the first line must be the header: filename<TAB>acq_time")
-                for line, row in enumerate(reader, start=2):
-                    value = (row.get("acq_time") or "").strip()
-                    stamp = None
-                    if value and value != "n/a":
-                        try:
-                            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                        except ValueError:
-                            raise BIDSError(f"acq_time {value!r} on line {line} is not a date-time", path,
-                                            "write it as YYYY-MM-DDThh:mm:ss[.ffffff]") from None
-                        if when.tzinfo is None:
-                            when = when.replace(tzinfo=timezone.utc)
-                        stamp = when.timestamp()
-                    times[(row.get("filename") or "").strip()] = stamp
+            try:
+                with open(path, encoding="utf-8-sig", newline="") as fh:
+                    rows = fh.read().splitlines()
+            except UnicodeDecodeError as exc:
+                raise BIDSError(f"scans.tsv is not UTF-8 text ({exc.reason} at byte {exc.start})", path,
+                                "save it as UTF-8") from None
+            reader = csv.DictReader(rows, delimiter="\t")
+            if not reader.fieldnames or "filename" not in reader.fieldnames:
+                raise BIDSError("scans.tsv has no 'filename' column", path,
+                                "the first line must be the header: filename<TAB>acq_time")
+            for line, row in enumerate(reader, start=2):
+                value = (row.get("acq_time") or "").strip()
+                stamp = None
+                if value and value != "n/a":
+                    try:
+                        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                    except ValueError:
+                        raise BIDSError(f"acq_time {value!r} on line {line} is not a date-time", path,
+                                        "write it as YYYY-MM-DDThh:mm:ss[.ffffff]") from None
+                    if when.tzinfo is None:
+                        when = when.replace(tzinfo=timezone.utc)
+                    stamp = when.timestamp()
+                times[(row.get("filename") or "").strip()] = stamp
         self._scan_time_cache[subdir] = times
         return times
 
@@ -638,7 +656,16 @@ class _Indexer:
                     if isinstance(tr, str) else "set it to the time between volumes, in seconds, e.g. 2.0")
             raise BIDSError(f"RepetitionTime must be a positive number of seconds, got {_describe(tr)} "
                             f"(applies to {fname})", src, hint)
+        if tr > _MAX_TR_S:
+            raise BIDSError(f"RepetitionTime = {tr:g} s is implausibly long for a BOLD series (applies to {fname})",
+                            self.abspath(self.source_of("RepetitionTime", chain)),
+                            f"BIDS gives RepetitionTime in seconds: milliseconds? write {tr / 1000:g}")
         tr = float(tr)
+        direction = md.get("SliceEncodingDirection")
+        if direction is not None and direction not in ("i", "j", "k", "i-", "j-", "k-"):
+            raise BIDSError(f"SliceEncodingDirection must be one of i, j, k, i-, j-, k-, got {_describe(direction)} "
+                            f"(applies to {fname})", self.abspath(self.source_of("SliceEncodingDirection", chain)),
+                            "give the voxel axis the slices were acquired along, e.g. \"k\"")
         st = md.get("SliceTiming")
         slice_timing: list[float] | None = None
         checked = self._checked_timing.get(id(st)) if st is not None else None
@@ -662,15 +689,36 @@ class _Indexer:
             self._check_bold_image(f, info, chain)
         return info
 
+    def check_t1w(self, rel: str) -> None:
+        """A T1w the runs will use: readable, complete, real-valued, 3D (or 4D with one volume)."""
+        if rel in self._checked_t1w:
+            return
+        self._checked_t1w.add(rel)
+        path = self.abspath(rel)
+        shape, _, _ = check_nifti(path)
+        if len(shape) < 3 or (len(shape) > 3 and int(np.prod(shape[3:])) != 1):
+            raise BIDSError(f"a _T1w image must be 3D, this one has shape {'x'.join(map(str, shape))}", path,
+                            "keep one anatomical volume per _T1w file (average repeated scans, or name them run-1, "
+                            "run-2 ...)")
+
     def _check_bold_image(self, f: _File, info: BoldInfo, chain: list[str]) -> None:
         path = self.abspath(f.rel)
-        shape, zooms, header_tr = _check_nifti(path)
+        shape, zooms, header_tr = check_nifti(path)
         if len(shape) < 4:
             raise BIDSError(
                 f"a _bold image must be 4D (x, y, z, time), this one is {len(shape)}D with shape "
                 f"{'x'.join(map(str, shape))}", path,
                 "store a single volume as 4D with one time point; if it is not a BOLD series, rename it "
                 "(e.g. _sbref) or move it out of func/")
+        if len(shape) > 4 and int(np.prod(shape[4:])) != 1:
+            raise BIDSError(
+                f"a _bold image must be 4D (x, y, z, time), this one is {len(shape)}D with shape "
+                f"{'x'.join(map(str, shape))}", path,
+                "split the extra dimension into separate runs (or echoes: echo-<index>), or convert the DICOMs "
+                "again")
+        if shape[3] < 1:
+            raise BIDSError("the BOLD series has no volumes (time dimension 0)", path,
+                            "the conversion failed: convert the DICOMs again")
         info.shape = list(shape)
         info.zooms = list(zooms)
         info.n_volumes = int(shape[3])
@@ -724,6 +772,11 @@ class _Indexer:
             raise BIDSError(f"SamplingFrequency must be a positive number (Hz), got {_describe(side_sf)}",
                             self.abspath(self.source_of("SamplingFrequency", chain)),
                             "write it as a JSON number without quotes, e.g. 5000")
+        line = md.get("PowerLineFrequency")
+        if line is not None and line != "n/a" and (not _is_number(line) or line <= 0):
+            raise BIDSError(f"PowerLineFrequency must be a positive number (Hz) or \"n/a\", got {_describe(line)}",
+                            self.abspath(self.source_of("PowerLineFrequency", chain)),
+                            "write the mains frequency as a JSON number, e.g. \"PowerLineFrequency\": 50")
         sfreq = header.sampling_frequency
         if sfreq is None:
             if side_sf is None:
@@ -734,6 +787,16 @@ class _Indexer:
             self.warn(f"SamplingFrequency {side_sf} Hz in {self.source_of('SamplingFrequency', chain)} disagrees "
                       f"with the file header ({sfreq:g} Hz); the header is used", f.rel,
                       "correct SamplingFrequency in the sidecar")
+        if self.check_images and f.ext.lower() == ".vhdr":
+            check_brainvision(path)
+        if (self.check_images and header.onsets is not None and header.onsets.size and header.n_samples is not None
+                and int(header.onsets[-1]) >= header.n_samples):
+            late = int(np.count_nonzero(header.onsets >= header.n_samples))
+            raise BIDSError(
+                f"{late} of the {header.onsets.size} '{self.volume_marker}' markers lie after the end of the "
+                f"recording ({header.n_samples} samples = {header.n_samples / sfreq:.1f} s; the last marker is at "
+                f"sample {int(header.onsets[-1])})", path,
+                "the data file is incomplete (copy it again) or the marker file belongs to another recording")
         info = EegInfo(path=f.rel, format=fmt, sampling_frequency=float(sfreq), metadata=md, sidecars=chain,
                        volume_marker=self.volume_marker, n_samples=header.n_samples)
         if header.marker_file is not None:
@@ -832,7 +895,7 @@ def _missing_hint(path: str) -> str | None:
     return None
 
 
-def _check_nifti(path: str) -> tuple[tuple[int, ...], tuple[float, ...], float | None]:
+def check_nifti(path: str) -> tuple[tuple[int, ...], tuple[float, ...], float | None]:
     """Shape, zooms and the header's TR in seconds (``None`` if it has none) of a NIfTI
     image; :class:`BIDSError` if unreadable or truncated."""
     import nibabel as nib
@@ -854,6 +917,20 @@ def _check_nifti(path: str) -> tuple[tuple[int, ...], tuple[float, ...], float |
         raise BIDSError(f"cannot read the NIfTI header ({reason})", path,
                         _missing_hint(path) or "copy the file again from the source; it is damaged or not a NIfTI "
                         "image") from None
+    spatial = zooms[:3]
+    if len(spatial) < 3 or not all(math.isfinite(z) and z > 0 for z in spatial) \
+            or not np.all(np.isfinite(img.affine)):
+        raise BIDSError(f"the header has no usable voxel size or orientation (voxel size "
+                        f"{' x '.join(f'{z:g}' for z in spatial)} mm, affine finite: "
+                        f"{bool(np.all(np.isfinite(img.affine)))})", path,
+                        "the converter wrote a broken header: convert the DICOMs again (e.g. dcm2niix) or fix "
+                        "pixdim/qform/sform with nibabel")
+    dtype = header.get_data_dtype()
+    if dtype.kind not in "iuf" or dtype.names is not None:
+        raise BIDSError(f"unsupported voxel data type {dtype.name if dtype.names is None else 'RGB/structured'} "
+                        f"(NIfTI datatype code {int(header['datatype'])}): voxels must be real numbers", path,
+                        "convert the image to integers or float32 (e.g. nibabel, or fslmaths IN OUT -odt float); "
+                        "complex or RGB images are not magnitude data")
     expected = offset + int(np.prod(shape, dtype=np.int64)) * itemsize
     hint = "the file is incomplete (interrupted copy or download?): copy it again from the source"
     if path.endswith(".gz"):
@@ -878,6 +955,55 @@ def _check_nifti(path: str) -> tuple[tuple[int, ...], tuple[float, ...], float |
         if size < expected:
             raise BIDSError(f"image is truncated: {size} bytes on disk, the header needs {expected}", path, hint)
     return shape, zooms, header_tr
+
+
+def check_brainvision(path: str) -> None:
+    """The binary data file a ``.vhdr`` names: present, a supported format, whole samples, not short.
+
+    Reads the header and ``stat``s the data file; :class:`BIDSError` names the file and the fix.
+    """
+    info = read_vhdr(path)
+    with open(path, "rb") as fh:
+        first = fh.read(64)
+    if first.strip() and not first.lstrip(b"\xef\xbb\xbf").startswith(b"Brain"):
+        raise BIDSError(f"not a BrainVision header (it starts with {first[:30]!r})", path,
+                        "a .vhdr starts with 'Brain Vision Data Exchange Header File'; copy the file again or "
+                        "export the recording again")
+    if info.data_file is None:
+        if info.n_channels is None and info.sampling_frequency is None:
+            return  # an empty placeholder header (dry-run skeletons): nothing to check
+        raise BIDSError("the BrainVision header names no DataFile", path,
+                        "add DataFile=<name>.eeg to [Common Infos], or export the recording again")
+    data = os.path.join(os.path.dirname(path), info.data_file)
+    if not os.path.isfile(data):
+        raise BIDSError(f"the data file {info.data_file} named in DataFile= does not exist", path,
+                        _missing_hint(data) or "copy the .eeg file beside its .vhdr, or correct DataFile= "
+                        "(BIDS renames all three files of a recording together)")
+    if (info.data_format or "BINARY").upper() != "BINARY":
+        return  # ASCII exports: MNE checks them when reading
+    if info.bytes_per_sample is None or info.binary_format is None \
+            or info.binary_format.upper() not in ("INT_16", "INT_32", "IEEE_FLOAT_32"):
+        raise BIDSError(f"unsupported BinaryFormat {info.binary_format!r} in [Binary Infos]", path,
+                        "export the recording as INT_16, INT_32 or IEEE_FLOAT_32 (the formats MNE reads)")
+    if not info.n_channels:
+        raise BIDSError("NumberOfChannels is missing or not a whole number", path,
+                        "set NumberOfChannels=<n> in [Common Infos]")
+    size = os.path.getsize(data)
+    frame = info.n_channels * info.bytes_per_sample
+    if size == 0:
+        raise BIDSError(f"the data file {info.data_file} is empty", path,
+                        "copy the recording again from the source")
+    if info.data_points is not None and size < info.data_points * frame:
+        raise BIDSError(
+            f"the data file {info.data_file} is truncated: {size} bytes, DataPoints={info.data_points} x "
+            f"{info.n_channels} channels x {info.bytes_per_sample} bytes needs {info.data_points * frame}",
+            data, "the file is incomplete (interrupted copy or export?): copy it again from the source")
+    if size % frame:
+        raise BIDSError(
+            f"the data file {info.data_file} is truncated or does not match its header: {size} bytes is not a "
+            f"whole number of samples of {info.n_channels} channels x {info.bytes_per_sample} bytes "
+            f"({info.binary_format})", data,
+            "copy it again from the source, or correct NumberOfChannels/BinaryFormat in the .vhdr")
 
 
 # --------------------------------------------------------------------------- build
@@ -912,8 +1038,9 @@ def build_index(
         it as an EEG-only run and adds a warning, ``"error"`` raises, ``"ignore"`` keeps
         it silently.
     check_images:
-        Read every BOLD NIfTI header (shape, zooms, volumes), check SliceTiming against
-        the number of slices and detect truncated files. Off: no image is opened.
+        Read every BOLD and used T1w NIfTI header (shape, zooms, volumes, voxel type),
+        check SliceTiming against the number of slices, detect truncated images and
+        check BrainVision data files against their headers. Off: no image is opened.
 
     Raises
     ------
@@ -923,6 +1050,33 @@ def build_index(
     """
     if unpaired_eeg not in _UNPAIRED_POLICIES:
         raise ValueError(f"unpaired_eeg must be one of {_UNPAIRED_POLICIES}, got {unpaired_eeg!r}")
+    try:
+        return _build_index(bids_dir, participant_label=participant_label,
+                            exclude_participant_label=exclude_participant_label, task=task, session=session,
+                            volume_marker=volume_marker, unpaired_eeg=unpaired_eeg, check_images=check_images)
+    except BIDSError:
+        raise
+    except OSError as exc:  # a folder or file the walk could not open
+        where = exc.filename or bids_dir
+        raise BIDSError(f"cannot read while indexing ({exc.strerror or type(exc).__name__})", where,
+                        "check that the dataset is readable by this user and fully copied") from None
+    except Exception as exc:  # noqa: BLE001 - a dataset nobody anticipated: one line, traceback kept in a file
+        import tempfile
+        import traceback
+
+        fd, log = tempfile.mkstemp(prefix="neurofuse-index-error-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(traceback.format_exc())
+        reason = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise BIDSError(f"indexing failed on something this dataset has that NeuroFuse does not expect "
+                        f"({type(exc).__name__}: {reason})", bids_dir,
+                        f"the traceback is in {log}: it names the file being read; please report it with that "
+                        "log") from None
+
+
+def _build_index(bids_dir, *, participant_label, exclude_participant_label, task, session, volume_marker,
+                 unpaired_eeg, check_images) -> DatasetIndex:
+    """:func:`build_index` without its safety net."""
     root = Path(bids_dir).expanduser()
     if not root.exists():
         raise BIDSError("the BIDS folder does not exist", root, "check bids_dir (e.g. --config bids_dir=/path/to/dataset)")
@@ -965,6 +1119,8 @@ def build_index(
         if (sub, ses) not in t1_choice:
             pool = t1_by_session.get((sub, ses)) or t1_by_subject.get(sub)
             t1_choice[(sub, ses)] = min(pool, key=lambda f: (len(f.entities), _natural(f.rel))).rel if pool else None
+            if t1_choice[(sub, ses)] and check_images:
+                ix.check_t1w(t1_choice[(sub, ses)])
         return t1_choice[(sub, ses)]
 
     # --- BOLD runs (duplicates are errors)

@@ -192,6 +192,8 @@ class VhdrInfo:
     n_channels: int | None
     data_points: int | None = None  # DataPoints (Analyzer exports write it)
     bytes_per_sample: int | None = None  # from [Binary Infos] BinaryFormat, BINARY data only
+    data_format: str | None = None  # DataFormat as written (BINARY, ASCII)
+    binary_format: str | None = None  # BinaryFormat as written (IEEE_FLOAT_32 ...)
 
 
 _BINARY_FORMATS = {"int_16": 2, "uint_16": 2, "int_32": 4, "ieee_float_32": 4}
@@ -231,6 +233,8 @@ def read_vhdr(path: str | PathLike) -> VhdrInfo:
         n_channels=int(n_channels) if n_channels and n_channels.isdigit() else None,
         data_points=int(points) if points and points.isdigit() else None,
         bytes_per_sample=_BINARY_FORMATS.get(binary.get("binaryformat", "").lower()) if is_binary else None,
+        data_format=keys.get("dataformat") or None,
+        binary_format=binary.get("binaryformat") or None,
     )
 
 

@@ -70,15 +70,24 @@ def read_raw(path: str | PathLike, *, preload: bool = True, channel_types: Mappi
     """Read an EEG recording in any format MNE reads (BrainVision, EDF, EEGLAB, FIF …).
 
     Channel types are guessed from names (see :func:`guess_channel_types`).
-    Raises :class:`~neurofuse.errors.NeuroFuseError` with the path when it cannot be read.
+    Raises :class:`~neurofuse.errors.NeuroFuseError` with the path when it cannot be read,
+    when a BrainVision data file does not match its header (truncated, missing) and, with
+    ``preload``, when samples are NaN or infinite (:mod:`neurofuse.checks`).
     """
+    from neurofuse.checks import check_finite_raw, check_input_file
+
     path = Path(path)
     if not path.exists():
         raise NeuroFuseError("EEG file not found", path, "check the path or the BIDS index")
+    check_input_file(path)
     try:
         raw = mne.io.read_raw(path, preload=preload, verbose="error")
     except Exception as exc:  # noqa: BLE001 - reported as a one-line user error
-        raise NeuroFuseError(f"cannot read EEG file ({type(exc).__name__}: {exc})", path) from exc
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise NeuroFuseError(f"cannot read EEG file ({type(exc).__name__}: {reason})", path,
+                             "check that the file (and, for BrainVision, its .eeg and .vmrk) is complete; copy it "
+                             "again from the source") from None
+    check_finite_raw(raw, path)
     guess_channel_types(raw, channel_types)
     return raw
 

@@ -118,9 +118,22 @@ def _ants(seed: int, threads: int):
 
 
 def _ants_image(ants, img: nib.Nifti1Image | str | os.PathLike, tmpdir: str, name: str):
-    """An ANTsImage of a NIfTI (read from disk so that ITK handles the orientation)."""
+    """An ANTsImage of a NIfTI (read from disk so that ITK handles the orientation).
+
+    NaN/infinite voxels of a float image on disk (SPM marks outside the brain so) are set
+    to 0 first, as every fMRI step does (:func:`neurofuse.fmri.checks.finite_series`).
+    """
     if not isinstance(img, nib.Nifti1Image):
-        return ants.image_read(os.fspath(img))
+        src = nib.load(os.fspath(img))
+        if src.get_data_dtype().kind != "f":
+            return ants.image_read(os.fspath(img))
+        data = np.asarray(src.dataobj, dtype=np.float32)
+        if np.isfinite(data).all():
+            return ants.image_read(os.fspath(img))
+        from neurofuse.fmri.checks import finite_series
+
+        img = nib.Nifti1Image(finite_series(data), src.affine, src.header)
+        img.set_data_dtype(np.float32)
     path = os.path.join(tmpdir, f"{name}.nii.gz")
     nib.save(img, path)
     return ants.image_read(path)
