@@ -75,12 +75,46 @@ def read_raw(path: str | PathLike, *, preload: bool = True, channel_types: Mappi
     path = Path(path)
     if not path.exists():
         raise NeuroFuseError("EEG file not found", path, "check the path or the BIDS index")
+    if path.suffix.lower() == ".vhdr":
+        _check_brainvision_files(path)
     try:
         raw = mne.io.read_raw(path, preload=preload, verbose="error")
     except Exception as exc:  # noqa: BLE001 - reported as a one-line user error
         raise NeuroFuseError(f"cannot read EEG file ({type(exc).__name__}: {exc})", path) from exc
     guess_channel_types(raw, channel_types)
     return raw
+
+
+def _check_brainvision_files(vhdr: Path) -> None:
+    """The data file named by a BrainVision header must exist and hold data (else an error);
+    a marker file naming a data file that does not exist gets a warning (MNE reads the
+    header's ``DataFile``, so the signal is still found)."""
+    from neurofuse.bids.markers import read_vhdr
+
+    try:
+        info = read_vhdr(vhdr)
+    except (OSError, ValueError) as exc:
+        raise NeuroFuseError(f"cannot read the BrainVision header ({exc})", vhdr) from exc
+    if info.data_file:
+        data = vhdr.parent / info.data_file
+        if not data.exists():
+            raise NeuroFuseError(
+                f"the header names the data file {info.data_file} (DataFile=), which does not exist in {vhdr.parent}",
+                vhdr, "copy or fetch the signal file (e.g. 'datalad get'), or correct DataFile= in the .vhdr "
+                "if the files were renamed",
+            )
+        if data.stat().st_size == 0:
+            raise NeuroFuseError(f"the data file {info.data_file} named in {vhdr.name} is empty (0 bytes)", data,
+                                 "fetch the real signal file; a placeholder cannot be processed")
+    marker = vhdr.parent / info.marker_file if info.marker_file else vhdr.with_suffix(".vmrk")
+    if marker.is_file():
+        match = re.search(rb"^\s*DataFile\s*=\s*(.+?)\s*$", marker.read_bytes(), re.MULTILINE | re.IGNORECASE)
+        named = match.group(1).decode("utf-8", "replace") if match else None
+        if named and not (vhdr.parent / named).exists():
+            logging.getLogger(__name__).warning(
+                "%s: the marker file names the data file %s (DataFile=), which does not exist; the header's %s is "
+                "read instead (correct DataFile= in the .vmrk if the files were renamed)",
+                marker, named, info.data_file)
 
 
 def write_raw(raw: mne.io.BaseRaw, path: str | PathLike) -> Path:
