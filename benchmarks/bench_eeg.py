@@ -21,6 +21,11 @@ Usage::
     .venv/bin/python benchmarks/bench_eeg.py                 # demo preset, 1 subject
     .venv/bin/python benchmarks/bench_eeg.py --preset small  # 2 kHz, 48 s (faster)
     .venv/bin/python benchmarks/bench_eeg.py --facet         # + FACETpy peer chain
+    .venv/bin/python benchmarks/bench_eeg.py --volumes 300 --speed  # 10-min run: time and peak memory
+
+``--speed`` runs read + gradient + BCG removal on the simulated file in a fresh child
+process and prints its wall time per step and its peak resident memory (the issue's goal
+for a 10-minute, 34-channel, 5 kHz recording: <= 60 s on 2 cores, <= 4 GB).
 
 Set up the peer venv once (needs PyPI)::
 
@@ -109,14 +114,52 @@ def _corr(est: np.ndarray, ref: np.ndarray, scan: slice) -> tuple[float, float]:
     return float(np.median(r)), float(np.min(r))
 
 
-def simulate(preset: str, seed: int) -> Path:
+def simulate(preset: str, seed: int, volumes: int | None = None) -> Path:
     from neurofuse.simulate import simulate_dataset
 
-    root = WORK / f"sim_{preset}_s{seed}"
+    root = WORK / (f"sim_{preset}_s{seed}" if volumes is None else f"sim_{preset}_v{volumes}_s{seed}")
     if not (root / "derivatives" / "simulation" / "truth.json").exists():
         print(f"simulating preset {preset!r} (1 subject) into {root} ...", flush=True)
-        simulate_dataset(root, preset=preset, n_subjects=1, seed=seed)
+        simulate_dataset(root, preset=preset, n_subjects=1, seed=seed, n_volumes=volumes)
     return root
+
+
+def speed_child(vhdr: str, n_slices: int) -> None:
+    """Read -> gradient -> R-peaks + BCG in this process; print timings and peak RSS as JSON."""
+    import resource
+
+    t0 = time.perf_counter()
+    raw = read_raw(vhdr)
+    t1 = time.perf_counter()
+    grad, _ = remove_gradient_artifact(raw, n_slices=n_slices)
+    del raw
+    t2 = time.perf_counter()
+    bcg, _ = remove_bcg(grad)
+    t3 = time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print("SPEED " + json.dumps({"read": t1 - t0, "gradient": t2 - t1, "bcg": t3 - t2, "total": t3 - t0,
+                                 "cpu": usage.ru_utime + usage.ru_stime, "peak_rss_gb": usage.ru_maxrss / 1024**2,
+                                 "n_times": int(grad.n_times)}))
+
+
+def speed(root: Path, run: dict) -> dict:
+    """Time and peak memory of read + gradient + BCG in a fresh process (see module docstring)."""
+    vhdr = root / run["files"]["eeg"]
+    fig = run["figures"]
+    proc = subprocess.run([sys.executable, __file__, "--speed-child", str(vhdr), str(fig["n_slices"])],
+                          capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("SPEED ")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"speed run failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    res = json.loads(lines[0][len("SPEED "):])
+    n_ch = len(mne.io.read_raw(vhdr, preload=False, verbose="error").ch_names)
+    dur = fig["eeg_n_samples"] / fig["eeg_sfreq"]
+    print(f"\nread + gradient + BCG removal, {vhdr.name}: {n_ch} channels, {fig['eeg_sfreq']:g} Hz, {dur:.0f} s "
+          f"({fig['n_volumes']} volumes x {fig['n_slices']} slices), one fresh process")
+    print(f"  read {res['read']:.1f} s, gradient {res['gradient']:.1f} s, BCG {res['bcg']:.1f} s, "
+          f"total {res['total']:.1f} s wall, {res['cpu']:.1f} s CPU (goal <= 60 s); "
+          f"peak memory {res['peak_rss_gb']:.2f} GB (goal <= 4 GB)")
+    return res
 
 
 def our_chain(truth: Truth, skip_ica: bool) -> dict:
@@ -233,12 +276,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--facet-seconds", type=float, help="the time FACETpy took for --facet-fif")
     ap.add_argument("--skip-ica", action="store_true")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--volumes", type=int, help="BOLD volumes of the simulated run (demo: 150 of 2 s = 5 min)")
+    ap.add_argument("--speed", action="store_true", help="only time read + gradient + BCG and its peak memory")
+    ap.add_argument("--speed-child", nargs=2, metavar=("VHDR", "N_SLICES"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
+    if args.speed_child:
+        speed_child(args.speed_child[0], int(args.speed_child[1]))
+        return 0
     WORK.mkdir(parents=True, exist_ok=True)
-    root = simulate(args.preset, args.seed)
+    root = simulate(args.preset, args.seed, args.volumes)
     index = json.loads((root / "derivatives/simulation/truth.json").read_text())
     run = index["runs"][0]
+    if args.speed:
+        res = speed(root, run)
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=2))
+        return 0
     truth = Truth(root, run["entities"], run)
     rows = []
     ours = our_chain(truth, args.skip_ica)

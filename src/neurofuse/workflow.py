@@ -42,6 +42,11 @@ def index_options(config: Mapping[str, Any]) -> dict[str, Any]:
         "volume_marker": config["eeg"]["volume_marker"],
         "unpaired_eeg": config["pairing"]["unpaired_eeg"],
         "check_images": config["index"]["check_images"],
+        # (a config validated against an older schema may lack these keys: the defaults)
+        "eeg_recorded_in": config["eeg"]["recorded_in"] if "recorded_in" in config["eeg"] else "auto",
+        "dummy_scans": int(config["eeg"]["dummy_scans"] if "dummy_scans" in config["eeg"] else 0),
+        "volume_mismatch_tolerance": (config["eeg"]["volume_mismatch_tolerance"]
+                                      if "volume_mismatch_tolerance" in config["eeg"] else None),
     }
 
 

@@ -180,7 +180,7 @@ def test_index_warns_on_volume_count_mismatch(ds, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert (f"warning: {ds / VMRK}: 27 'Response/R128' volume markers but sub-01_task-rest_bold.nii.gz has 32 "
-            "volumes -> dummy scans or an EEG recording that stopped early") in err
+            "volumes (difference -5) -> dummy scans or an EEG recording that stopped early") in err
 
 
 def test_index_warns_on_subject_folder_with_invalid_label(ds, capsys):

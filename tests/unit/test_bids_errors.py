@@ -344,3 +344,42 @@ def test_missing_marker_inside_a_long_run_warns(tmp_path: Path):
     [warning] = index.warnings
     assert warning.startswith(f"{tmp_path / EEG}.vmrk: 1 gap(s) longer than 1.5 x RepetitionTime between "
                               "'Scanner/Scan Start' markers, the first after 646.24 s")
+
+
+def test_in_scanner_run_without_volume_markers(tmp_path: Path):
+    """eeg.recorded_in: scanner makes a run without volume markers an error (auto: a warning)."""
+    make(tmp_path, _paired_files(vmrk={"markers": [["Stimulus", "S  1", 10], ["Stimulus", "S  1", 20]]}))
+    msg = error_of(tmp_path, check_images=False, eeg_recorded_in="scanner")
+    assert msg.startswith(f"{tmp_path / EEG}.vmrk: no 'Response/R128' volume markers in this EEG, but the run is "
+                          "declared recorded in the scanner (eeg.recorded_in: scanner); markers present: Stimulus/S  1 (2)")
+    assert "set eeg.volume_marker" in msg
+    # an EEG-only run too, and one without any marker file
+    make(tmp_path, {f"{EEG.replace('_eeg', '_run-2_eeg')}.vhdr": {"vhdr": {"sfreq": 5000}}})
+    (tmp_path / f"{EEG}.vmrk").unlink()
+    msg = error_of(tmp_path, check_images=False, eeg_recorded_in="scanner")
+    assert "declared recorded in the scanner (eeg.recorded_in: scanner) but has no marker file" in msg
+    # outside: no marker checks, no warning about the missing markers
+    assert not any("volume markers" in w for w in build_index(tmp_path, check_images=False,
+                                                              eeg_recorded_in="outside").warnings)
+    with pytest.raises(ValueError, match="eeg_recorded_in"):
+        build_index(tmp_path, eeg_recorded_in="sometimes")
+
+
+def test_volume_markers_vs_bold_volumes_with_tolerance(tmp_path: Path):
+    """20 BOLD volumes; 27 markers (2 s apart): both numbers in the message; dummy scans and
+    the tolerance decide between a warning and an error."""
+    files = _paired_files(vmrk={"volumes": {"n": 27, "interval": 10000, "start": 500}})
+    files[BOLD] = _nifti((4, 4, 3, 20))
+    make(tmp_path, files)
+    (tmp_path / f"{EEG}.eeg").write_bytes(bytes(2 * 270_000))  # the data file (one INT_16 channel, 54 s)
+    msg = error_of(tmp_path, volume_mismatch_tolerance=5)
+    assert msg.startswith(f"{tmp_path / EEG}.vmrk: 27 'Response/R128' volume markers but sub-01_task-rest_bold.nii.gz "
+                          "has 20 volumes (difference +7), more than eeg.volume_mismatch_tolerance = 5")
+    assert "eeg.dummy_scans" in msg
+    # 5 dummy scans: 22 against 20 is within the tolerance -> a warning with both numbers
+    [warning] = build_index(tmp_path, volume_mismatch_tolerance=5, dummy_scans=5).warnings
+    assert "27 'Response/R128' volume markers (5 of them dummy scans, eeg.dummy_scans) but " in warning
+    assert "has 20 volumes (difference +2)" in warning
+    # exactly accounted for: no warning; no tolerance (library default): a warning only
+    assert build_index(tmp_path, volume_mismatch_tolerance=0, dummy_scans=7).warnings == []
+    assert "difference +7" in build_index(tmp_path).warnings[0]

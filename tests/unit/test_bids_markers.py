@@ -71,6 +71,65 @@ def test_analyzer_marker_counts(sub: str):
 
 
 @needs_rest
+@pytest.mark.parametrize("sub", sorted(ANALYZER))
+def test_analyzer_slice_markers_give_the_slice_onsets(sub: str):
+    """The 9,000 'Scanner/s' markers: 30 per volume (= len(SliceTiming)), the first on each
+    volume marker, the others TR/30 = 72 ms (18 samples at 250 Hz) apart, as the gradient
+    step derives them from the sidecar. The sidecar's SliceTiming steps by 72.5 ms (rounded:
+    its last slice would end at 2.17 s > TR), so it drifts up to 9.5 ms from the markers."""
+    import json
+
+    import mne
+
+    from neurofuse.eeg.gradient import artifact_onsets
+
+    bold = json.loads((REST / "task-rest_bold.json").read_text())
+    tr, slice_timing = bold["RepetitionTime"], np.sort(bold["SliceTiming"])
+    sfreq = read_vhdr(_derivative(sub, ".vhdr")).sampling_frequency
+    markers = read_vmrk(_derivative(sub, ".vmrk"))
+    volumes = volume_onsets(markers, "Scanner/Scan Start")
+    slices = volume_onsets(markers, "Scanner/s")
+    assert slices.size == volumes.size * len(slice_timing) == 9000
+    # per volume: its 30 slice markers, the first on the volume marker, then every 18 samples
+    per_volume = slices.reshape(volumes.size, len(slice_timing))
+    np.testing.assert_array_equal(per_volume[:, 0], volumes)
+    assert np.all(per_volume - volumes[:, None] == np.arange(30)[None, :] * 18)
+    assert 18 / sfreq == pytest.approx(tr / len(slice_timing))
+    offsets = (per_volume[0] - volumes[0]) / sfreq
+    assert np.max(np.abs(offsets - slice_timing)) == pytest.approx(0.0095, abs=1e-6)
+    # the gradient step, reading the same file through MNE: slice epochs from the markers,
+    # and the ones it would derive from n_slices agree with them to the sample
+    ann = mne.read_annotations(_derivative(sub, ".vmrk"), sfreq=sfreq)
+    n_times = read_vhdr(_derivative(sub, ".vhdr")).data_points
+    raw = mne.io.RawArray(np.zeros((1, n_times)), mne.create_info(["Fp1"], sfreq, "eeg"), verbose="error")
+    raw.set_annotations(ann)
+    vols, epochs, kind = artifact_onsets(raw, volume_marker="Scanner/Scan Start", slice_marker="Scanner/s")
+    assert kind == "slice" and vols.size == 300 and epochs.size == 9000
+    np.testing.assert_allclose(vols * sfreq, volumes, atol=1e-6)
+    _, derived, _ = artifact_onsets(raw, volume_marker="Scanner/Scan Start", n_slices=30, tr=tr)
+    np.testing.assert_allclose(derived, epochs, atol=0.5 / sfreq)
+
+
+@needs_rest
+@pytest.mark.parametrize("sub", sorted(ANALYZER))
+def test_analyzer_rpeaks_fit_our_detector_assumptions(sub: str):
+    """The Analyzer's R-peak markers ('Pulse Artifact/R'; the signal itself is not in the
+    example dataset, so our detector cannot run on it): heart rate 50-80 bpm, and no RR
+    interval shorter than the detector's refractory period (0.33 s) or long enough to
+    trigger its gap search (1.6 x median) more than a few times."""
+    sfreq = 250.0
+    rpeaks = volume_onsets(read_vmrk(_derivative(sub, ".vmrk")), "Pulse Artifact/R") / sfreq
+    rr = np.diff(rpeaks)
+    assert 50 <= 60 / np.median(rr) <= 80
+    assert rr.min() > 0.33
+    assert np.sum(rr > 1.6 * np.median(rr)) <= 3
+    # the beats cover the scan: the first within 1 s of the first volume, none missing for 2 s
+    volumes = volume_onsets(read_vmrk(_derivative(sub, ".vmrk")), "Scanner/Scan Start") / sfreq
+    inside = rpeaks[(rpeaks >= volumes[0]) & (rpeaks <= volumes[-1] + 2.16)]
+    assert inside[0] - volumes[0] < 1.0 and np.diff(inside).max() < 2.0
+
+
+@needs_rest
 def test_same_markers_as_mne():
     """Names (modulo trailing spaces) and 0-based samples match mne.read_annotations."""
     import mne

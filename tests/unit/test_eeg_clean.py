@@ -25,19 +25,30 @@ def _avg(x):
     return x - x.mean(axis=0, keepdims=True)
 
 
-def test_detect_bad_channels_finds_flat_noisy_and_uncorrelated(run):
+def test_detect_bad_channels_finds_flat_clipped_noisy_and_uncorrelated(run, caplog):
     raw = run.raw.copy()
     rng = np.random.default_rng(1)
     n = raw.n_times
-    idx = {name: raw.ch_names.index(name) for name in ("F3", "C4", "P3")}
+    idx = {name: raw.ch_names.index(name) for name in ("F3", "C4", "P3", "O1", "O2")}
     raw._data[idx["F3"]] = 1e-8 * rng.standard_normal(n)  # flat (0.01 µV)
     raw._data[idx["C4"]] *= 30.0  # noisy
     raw._data[idx["P3"]] = raw._data[idx["P3"]].std() * rng.standard_normal(n)  # uncorrelated
+    o1 = raw._data[idx["O1"]]
+    raw._data[idx["O1"]] = np.clip(o1, *np.percentile(o1, [2, 98]))  # saturated: 4 % of samples at the rails
+    raw._data[idx["O2"]] = 5e-3 + 0.0 * raw._data[idx["O2"]]  # a constant offset: flat, not clipped
     bads = detect_bad_channels(raw)
-    assert bads["flat"] == ["F3"]
+    assert bads["flat"] == ["F3", "O2"]
+    assert bads["clipped"] == ["O1"]
     assert bads["noisy"] == ["C4"]
     assert bads["uncorrelated"] == ["P3"]
-    assert detect_bad_channels(run.raw) == {"flat": [], "noisy": [], "uncorrelated": []}
+    assert detect_bad_channels(run.raw) == {"flat": [], "clipped": [], "noisy": [], "uncorrelated": []}
+    # cleaning warns about the flat and the clipped channels and interpolates them
+    with caplog.at_level("WARNING"):
+        _, log, _ = clean_eeg(raw, ica=False)
+    assert {"F3", "O1", "O2"} <= set(log["interpolated"])
+    text = caplog.text
+    assert "2 flat channel(s) marked bad and interpolated: F3, O2" in text
+    assert "1 clipped channel(s) marked bad and interpolated: O1" in text
 
 
 def test_clean_removes_blinks_and_interpolates(run):

@@ -106,8 +106,11 @@ def t1w_of_run(wildcards):
     return {"t1w": bids_file(run.t1w)} if run.t1w else {}
 
 
-# EEG: in-scanner runs (volume markers found) get gradient and BCG removal first.
+# EEG: in-scanner runs (volume markers found, eeg.recorded_in not "outside") get gradient and
+# BCG removal first.
 def eeg_in_scanner(run):
+    if config["eeg"]["recorded_in"] == "outside":
+        return False
     return bool(run.eeg and run.eeg.n_volume_markers)
 
 

@@ -57,6 +57,8 @@ rule eeg_remove_bcg_artifact:
         ),
     params:
         method=EEG["bcg_method"],
+        ecg_channel=EEG["ecg_channel"],
+        missing_ecg=EEG["missing_ecg"],
     log:
         f"{LOGS}/eeg_remove_bcg_artifact/{{sdir}}/{{run}}.log",
     threads: 1
@@ -118,6 +120,7 @@ rule eeg_compute_band_power:
         bands=EEG["bands"],
         volume_marker=lambda wc: EEG["volume_marker"] if eeg_in_scanner(run_of(wc)) else None,
         window_s=EEG["window_s"],
+        dummy_scans=EEG["dummy_scans"],
         timing=bold_timing,
     log:
         f"{LOGS}/eeg_compute_band_power/{{sdir}}/{{run}}.log",

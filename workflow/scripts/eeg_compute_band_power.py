@@ -14,4 +14,5 @@ run_logged(
     tr=timing["tr"],
     n_volumes=timing["n_volumes"],
     window_s=snakemake.params.window_s,
+    first_marker=snakemake.params.dummy_scans if snakemake.params.volume_marker else 0,
 )

@@ -12,4 +12,6 @@ run_logged(
     qc_png=snakemake.output.qc,
     rpeaks_png=snakemake.output.rpeaks_qc,
     method=snakemake.params.method,
+    ecg_channel=snakemake.params.ecg_channel,
+    missing_ecg=snakemake.params.missing_ecg,
 )

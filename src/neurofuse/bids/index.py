@@ -382,8 +382,12 @@ class _Indexer:
     """One build: the walk, the sidecar cache and the checks."""
 
     def __init__(self, root: Path, *, subjects: tuple[str, ...], exclude: tuple[str, ...], tasks: tuple[str, ...],
-                 sessions: tuple[str, ...], volume_marker: str | None, unpaired_eeg: str, check_images: bool):
+                 sessions: tuple[str, ...], volume_marker: str | None, unpaired_eeg: str, check_images: bool,
+                 eeg_recorded_in: str = "auto", dummy_scans: int = 0, volume_mismatch_tolerance: int | None = None):
         self.root = root
+        self.eeg_recorded_in = eeg_recorded_in
+        self.dummy_scans = int(dummy_scans)
+        self.mismatch_tolerance = volume_mismatch_tolerance
         self.root_str = str(root)
         self.want_subjects = subjects
         self.exclude = exclude
@@ -810,11 +814,31 @@ class _Indexer:
                 info.tr_from_markers = implied_tr(header.onsets, sfreq)
         return info
 
+    def check_in_scanner(self, run: Run) -> None:
+        """An EEG run declared in-scanner (``eeg_recorded_in="scanner"``) must have volume markers."""
+        eeg = run.eeg
+        if eeg is None or self.eeg_recorded_in != "scanner" or eeg.n_volume_markers:
+            return
+        where = self.abspath(eeg.marker_file or eeg.path)
+        if not self.volume_marker:
+            raise BIDSError("eeg.recorded_in is 'scanner' but no volume_marker is set, so the gradient artifact cannot "
+                            "be located", where, "set eeg.volume_marker to the scanner's volume trigger (e.g. "
+                            "'Response/R128')")
+        if eeg.marker_file is None:
+            raise BIDSError("this EEG run is declared recorded in the scanner (eeg.recorded_in: scanner) but has no "
+                            "marker file, so it has no volume markers", self.abspath(eeg.path),
+                            "add the .vmrk marker file named in the .vhdr (MarkerFile=), or set eeg.recorded_in: auto")
+        raise BIDSError(
+            f"no '{self.volume_marker}' volume markers in this EEG, but the run is declared recorded in the scanner "
+            f"(eeg.recorded_in: scanner); markers present: {self._names_in(eeg)}", where,
+            "set eeg.volume_marker to the name of the MR volume trigger (Type/Description), or eeg.recorded_in: auto "
+            "(runs without markers are then processed as recorded outside the scanner)")
+
     def check_tr(self, run: Run) -> None:
-        """Volume markers vs RepetitionTime, and missing markers in an in-scanner EEG."""
+        """Volume markers vs RepetitionTime and volume count, and missing markers in an in-scanner EEG."""
         eeg, bold = run.eeg, run.bold
         assert eeg is not None and bold is not None
-        if not self.volume_marker:
+        if not self.volume_marker or self.eeg_recorded_in == "outside":
             return
         if eeg.marker_file is None:
             self.warn(f"no marker file next to this EEG although it is paired with {bold.path.rsplit('/', 1)[-1]}: "
@@ -828,7 +852,7 @@ class _Indexer:
                 f"{bold.path.rsplit('/', 1)[-1]} (recorded outside the scanner?); markers present: {found}",
                 eeg.marker_file or eeg.path,
                 "set volume_marker to the name of the MR volume trigger (Type/Description), or ignore this if "
-                "the EEG was recorded outside the scanner")
+                "the EEG was recorded outside the scanner (eeg.recorded_in: outside silences this)")
             return
         tr = bold.repetition_time
         if eeg.tr_from_markers is not None:
@@ -849,10 +873,28 @@ class _Indexer:
                           f"markers, the first after {onsets[gaps[0]] / eeg.sampling_frequency:.2f} s",
                           eeg.marker_file or eeg.path,
                           "volume markers are missing or the recording was paused: check the marker file")
-        if bold.n_volumes is not None and eeg.n_volume_markers != bold.n_volumes:
-            self.warn(f"{eeg.n_volume_markers} '{self.volume_marker}' volume markers but "
-                      f"{bold.path.rsplit('/', 1)[-1]} has {bold.n_volumes} volumes", eeg.marker_file or eeg.path,
-                      "dummy scans or an EEG recording that stopped early: the EEG pipeline aligns on the markers")
+        if bold.n_volumes is not None:
+            self._check_volume_count(eeg, bold)
+
+    def _check_volume_count(self, eeg: EegInfo, bold: BoldInfo) -> None:
+        """Volume markers (less the dummy scans) against the BOLD volumes, with the tolerance."""
+        n_markers = int(eeg.n_volume_markers or 0)
+        n_used = n_markers - self.dummy_scans
+        if n_used == bold.n_volumes:
+            return
+        name = bold.path.rsplit("/", 1)[-1]
+        dummies = f" ({self.dummy_scans} of them dummy scans, eeg.dummy_scans)" if self.dummy_scans else ""
+        problem = (f"{n_markers} '{self.volume_marker}' volume markers{dummies} but {name} has {bold.n_volumes} "
+                   f"volumes (difference {n_used - bold.n_volumes:+d})")
+        where = eeg.marker_file or eeg.path
+        if self.mismatch_tolerance is not None and abs(n_used - bold.n_volumes) > self.mismatch_tolerance:
+            raise BIDSError(
+                f"{problem}, more than eeg.volume_mismatch_tolerance = {self.mismatch_tolerance}", self.abspath(where),
+                "check that the EEG belongs to this BOLD run and that no markers are missing; set eeg.dummy_scans to "
+                "the number of leading markers sent for volumes the BOLD file does not hold, or raise "
+                "eeg.volume_mismatch_tolerance to accept the difference")
+        self.warn(problem, where, "dummy scans or an EEG recording that stopped early: the EEG pipeline aligns on "
+                  "the markers (set eeg.dummy_scans if the first markers belong to dummy scans)")
 
     def _names_in(self, eeg: EegInfo) -> str:
         """The marker names a recording does have (read in full only for this message)."""
@@ -1019,6 +1061,9 @@ def build_index(
     volume_marker: str | None = "Response/R128",
     unpaired_eeg: str = "warn",
     check_images: bool = True,
+    eeg_recorded_in: str = "auto",
+    dummy_scans: int = 0,
+    volume_mismatch_tolerance: int | None = None,
 ) -> DatasetIndex:
     """Index a BIDS dataset: discover, merge metadata, pair EEG with BOLD, check.
 
@@ -1041,6 +1086,17 @@ def build_index(
         Read every BOLD and used T1w NIfTI header (shape, zooms, volumes, voxel type),
         check SliceTiming against the number of slices, detect truncated images and
         check BrainVision data files against their headers. Off: no image is opened.
+    eeg_recorded_in:
+        ``"auto"`` (volume markers decide: a paired EEG without them gets a warning and is
+        treated as recorded outside the scanner), ``"scanner"`` (an EEG run without volume
+        markers is an error) or ``"outside"`` (no marker checks).
+    dummy_scans:
+        Leading volume markers sent for volumes that the BOLD file does not hold; they are
+        subtracted before the marker count is compared with the BOLD volumes.
+    volume_mismatch_tolerance:
+        Largest difference between that count and the BOLD volumes accepted (with a
+        warning); beyond it a :class:`BIDSError` names both numbers. ``None``: always a
+        warning.
 
     Raises
     ------
@@ -1050,10 +1106,14 @@ def build_index(
     """
     if unpaired_eeg not in _UNPAIRED_POLICIES:
         raise ValueError(f"unpaired_eeg must be one of {_UNPAIRED_POLICIES}, got {unpaired_eeg!r}")
+    if eeg_recorded_in not in ("auto", "scanner", "outside"):
+        raise ValueError(f"eeg_recorded_in must be 'auto', 'scanner' or 'outside', got {eeg_recorded_in!r}")
     try:
         return _build_index(bids_dir, participant_label=participant_label,
                             exclude_participant_label=exclude_participant_label, task=task, session=session,
-                            volume_marker=volume_marker, unpaired_eeg=unpaired_eeg, check_images=check_images)
+                            volume_marker=volume_marker, unpaired_eeg=unpaired_eeg, check_images=check_images,
+                            eeg_recorded_in=eeg_recorded_in, dummy_scans=dummy_scans,
+                            volume_mismatch_tolerance=volume_mismatch_tolerance)
     except BIDSError:
         raise
     except OSError as exc:  # a folder or file the walk could not open
@@ -1075,7 +1135,7 @@ def build_index(
 
 
 def _build_index(bids_dir, *, participant_label, exclude_participant_label, task, session, volume_marker,
-                 unpaired_eeg, check_images) -> DatasetIndex:
+                 unpaired_eeg, check_images, eeg_recorded_in, dummy_scans, volume_mismatch_tolerance) -> DatasetIndex:
     """:func:`build_index` without its safety net."""
     root = Path(bids_dir).expanduser()
     if not root.exists():
@@ -1095,10 +1155,14 @@ def _build_index(bids_dir, *, participant_label, exclude_participant_label, task
         "volume_marker": volume_marker,
         "unpaired_eeg": unpaired_eeg,
         "check_images": bool(check_images),
+        "eeg_recorded_in": eeg_recorded_in,
+        "dummy_scans": int(dummy_scans),
+        "volume_mismatch_tolerance": volume_mismatch_tolerance,
     }
     ix = _Indexer(root, subjects=tuple(filters["participant_label"]), exclude=tuple(filters["exclude_participant_label"]),
                   tasks=tuple(filters["task"]), sessions=tuple(filters["session"]), volume_marker=volume_marker,
-                  unpaired_eeg=unpaired_eeg, check_images=check_images)
+                  unpaired_eeg=unpaired_eeg, check_images=check_images, eeg_recorded_in=eeg_recorded_in,
+                  dummy_scans=dummy_scans, volume_mismatch_tolerance=volume_mismatch_tolerance)
     description = ix.load_json("dataset_description.json")
     present = ix.discover()
 
@@ -1157,6 +1221,7 @@ def _build_index(bids_dir, *, participant_label, exclude_participant_label, task
 
     ordered = sorted(runs.values(), key=lambda r: _natural(r.id))
     for run in ordered:
+        ix.check_in_scanner(run)
         if run.bold is not None and run.eeg is not None:
             ix.check_tr(run)
 

@@ -1,8 +1,9 @@
 """Filtering, bad channels and ICA for (artifact-corrected) EEG.
 
-Order: notch (line frequency and harmonics) -> detect bad channels (flat, noisy,
-uncorrelated) -> interpolate them (spherical splines, ``standard_1020`` positions when
-the file has none) -> average reference -> ICA (Picard, extended-Infomax-like, fitted on
+Order: detect bad channels (flat, clipped, noisy, uncorrelated; a warning names flat and
+clipped ones) -> notch (line frequency and harmonics) -> interpolate the bad channels
+(spherical splines, ``standard_1020`` positions when the file has none) -> average
+reference -> ICA (Picard, extended-Infomax-like, fitted on
 a 1-100 Hz copy as ICLabel expects) -> label components with ICLabel
 (``mne-icalabel``, ONNX weights shipped in its wheel) and/or by correlation with the
 EOG/ECG channels -> remove artifact components -> band-pass.
@@ -12,6 +13,7 @@ Everything removed is reported in a JSON-ready dictionary.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Sequence
@@ -74,10 +76,14 @@ def detect_bad_channels(
     corr_bad_fraction: float = 0.05,
     window_s: float = 2.0,
     band: tuple[float, float] = (1.0, 40.0),
+    clip_fraction: float = 0.001,
 ) -> dict[str, list[str]]:
-    """Flat, noisy and uncorrelated EEG channels.
+    """Flat, clipped, noisy and uncorrelated EEG channels.
 
     * **flat**: standard deviation below ``flat_uv`` µV (after band-pass ``band``);
+    * **clipped**: more than ``clip_fraction`` of the samples (before filtering) sit at
+      the channel's own minimum or maximum, as when the amplifier saturates (a continuous
+      signal reaches its extreme values once or twice);
     * **noisy**: robust z-score (median / MAD) of log standard deviation above
       ``z_threshold``;
     * **uncorrelated**: in more than ``corr_bad_fraction`` of ``window_s`` windows the
@@ -90,16 +96,18 @@ def detect_bad_channels(
     names = [raw.ch_names[i] for i in picks]
     sfreq = raw.info["sfreq"]
     data = raw.get_data(picks=picks)
+    clipped = _clipped(data, clip_fraction)
     data = mne.filter.filter_data(data, sfreq, band[0], min(band[1], 0.45 * sfreq), verbose="error")
     sd = data.std(axis=1)
     flat = sd < flat_uv * 1e-6
+    clipped &= ~flat
     z = np.zeros(len(sd))
     z[~flat] = _robust_z(np.log(sd[~flat])) if (~flat).sum() > 2 else 0.0
     noisy = (~flat) & (z > z_threshold)
     win = int(window_s * sfreq)
     n_win = data.shape[1] // win
     uncorrelated = np.zeros(len(names), dtype=bool)
-    good = ~(flat | noisy)
+    good = ~(flat | noisy | clipped)
     if n_win >= 1 and good.sum() > 2:
         segs = data[good, : n_win * win].reshape(good.sum(), n_win, win)
         segs = segs - segs.mean(axis=2, keepdims=True)
@@ -111,9 +119,18 @@ def detect_bad_channels(
         uncorrelated[np.flatnonzero(good)[low]] = True
     return {
         "flat": [n for n, b in zip(names, flat) if b],
+        "clipped": [n for n, b in zip(names, clipped) if b],
         "noisy": [n for n, b in zip(names, noisy) if b],
         "uncorrelated": [n for n, b in zip(names, uncorrelated) if b],
     }
+
+
+def _clipped(data: np.ndarray, fraction: float) -> np.ndarray:
+    """Channels with more than ``fraction`` of their samples at their own min or max."""
+    hi, lo = data.max(axis=1, keepdims=True), data.min(axis=1, keepdims=True)
+    eps = 1e-6 * (hi - lo)
+    at_edge = ((data >= hi - eps) | (data <= lo + eps)).mean(axis=1)
+    return (at_edge > fraction) & (hi[:, 0] > lo[:, 0])
 
 
 def _ensure_montage(raw: mne.io.BaseRaw, montage: str) -> list[str]:
@@ -285,15 +302,21 @@ def clean_eeg(
     out = raw.copy().load_data()
     sfreq = out.info["sfreq"]
     log: dict[str, Any] = {"step": "eeg_clean"}
+    bads: dict[str, list[str]] = {"flat": [], "clipped": [], "noisy": [], "uncorrelated": []}
+    if detect_bads:
+        bads = detect_bad_channels(out, **(bad_channel_params or {}))
+        for kind in ("flat", "clipped"):
+            if bads[kind]:
+                where = out.filenames[0] if out.filenames and out.filenames[0] else "the recording"
+                logging.getLogger(__name__).warning(
+                    "%s: %d %s channel(s) marked bad and interpolated: %s (check the electrodes and amplifier range)",
+                    where, len(bads[kind]), kind, ", ".join(bads[kind]))
     if line_freq:
         freqs = np.arange(line_freq, 0.5 * sfreq - 1.0, line_freq)
         if len(freqs):
             out.notch_filter(freqs, picks=_present(out, ("eeg", "eog", "ecg")), verbose="error")
         log["notch_hz"] = freqs.tolist()
     no_pos = _ensure_montage(out, montage)
-    bads: dict[str, list[str]] = {"flat": [], "noisy": [], "uncorrelated": []}
-    if detect_bads:
-        bads = detect_bad_channels(out, **(bad_channel_params or {}))
     all_bads = sorted(set(out.info["bads"]) | {c for v in bads.values() for c in v})
     out.info["bads"] = all_bads
     interp = [c for c in all_bads if c not in no_pos]

@@ -43,6 +43,7 @@ from neurofuse.eeg.io import data_picks, marker_onsets, read_raw, write_json, wr
 from neurofuse.errors import NeuroFuseError
 
 __all__ = [
+    "MIN_SFREQ",
     "slice_onsets_from_volumes",
     "artifact_onsets",
     "estimate_lags",
@@ -51,6 +52,10 @@ __all__ = [
     "remove_gradient_artifact",
     "remove_gradient_artifact_file",
 ]
+
+
+#: Lowest EEG sampling rate (Hz) the gradient step accepts.
+MIN_SFREQ = 1000.0
 
 
 # --------------------------------------------------------------------------- onsets
@@ -124,7 +129,11 @@ def _epoch_geometry(onsets: np.ndarray, n_times: int, length: int | None, pad: i
             raise ValueError("need at least two artifact onsets or an explicit epoch length")
         med = np.median(spacing)
         contiguous = spacing[spacing <= 1.5 * med]
-        length = int(contiguous.max())
+        # one sample longer than the longest spacing: an epoch whose trigger came a fraction
+        # of a sample early, followed by one that came late, must still reach the next
+        # epoch's first sample (with the spacing an exact number of samples there is no
+        # slack otherwise, and that sample would keep its artifact)
+        length = int(contiguous.max()) + 1
     next_start = np.append(starts[1:], np.iinfo(np.int64).max)
     owned = np.minimum(length, next_start - starts).astype(np.int64)
     valid = (starts - pad >= 0) & (starts + length + pad <= n_times)
@@ -364,6 +373,8 @@ def remove_gradient_artifact(
     exclude_self: bool = False,
     scale_amplitude: bool = True,
     template_highpass: float | str | None = "auto",
+    min_sfreq: float = MIN_SFREQ,
+    channel_chunk: int = 4,
 ) -> tuple[mne.io.RawArray, dict[str, Any]]:
     """Remove the gradient artifact from an in-scanner recording.
 
@@ -408,6 +419,13 @@ def remove_gradient_artifact(
         subtracted from the unfiltered signal). Slow signals (BCG, blinks, delta EEG) would
         otherwise leak into a short-epoch moving average. ``"auto"``: a quarter of the
         epoch repetition rate (5 Hz for 20 Hz slices, 0.125 Hz for 2-s volumes).
+    min_sfreq:
+        Lowest recording rate accepted (Hz, default :data:`MIN_SFREQ`): below it the
+        gradient artifact (harmonics up to several kHz) is aliased into the EEG band and
+        its epochs cannot be aligned to a fraction of a sample; the step refuses the file.
+    channel_chunk:
+        Channels filtered and corrected together (memory: a few copies of this many
+        channels besides the input and the corrected recording).
 
     Returns
     -------
@@ -417,6 +435,14 @@ def remove_gradient_artifact(
     """
     t_start = time.perf_counter()
     sfreq = float(raw.info["sfreq"])
+    if sfreq < min_sfreq:
+        raise NeuroFuseError(
+            f"the EEG is sampled at {sfreq:g} Hz, too low for gradient artifact correction (needs >= {min_sfreq:g} Hz: "
+            "the scanner artifact's harmonics fold into the EEG band and its epochs cannot be aligned)",
+            raw.filenames[0] if raw.filenames and raw.filenames[0] else None,
+            "use the recording at its original rate (typically 5000 Hz), not a downsampled export; if the gradient "
+            "artifact was already removed (e.g. in BrainVision Analyzer), mark the run as recorded outside the scanner",
+        )
     volumes, onsets_s, kind = artifact_onsets(
         raw, volume_marker=volume_marker, slice_marker=slice_marker, n_slices=n_slices,
         slice_times=slice_times, tr=tr, epoch=epoch,
@@ -443,23 +469,29 @@ def remove_gradient_artifact(
     onsets_v = onsets[valid]
     rep_hz = float(1.0 / np.median(np.diff(onsets_s)))
     hp = 0.25 * rep_hz if template_highpass == "auto" else template_highpass
-    if hp:
-        sos = butter(4, hp, btype="highpass", fs=work_sfreq, output="sos")
-        template_data = sosfiltfilt(sos, work, axis=1)
-    else:
-        template_data = work
+    sos = butter(4, hp, btype="highpass", fs=work_sfreq, output="sos") if hp else None
+
+    def template_rows(rows) -> np.ndarray:
+        return sosfiltfilt(sos, work[rows], axis=1) if sos is not None else work[rows]
+
+    # The recording is processed a few channels at a time, so that memory stays at about
+    # two copies of it (the input and the corrected one) whatever its length. The lag is
+    # common to all channels and estimated from those with the most high-frequency power
+    # (the artifact dominates them; the first difference ignores DC offsets and drifts).
+    hf_power = np.array([np.var(np.diff(work[c])) for c in range(work.shape[0])])
+    lag_rows = np.sort(np.argsort(hf_power)[::-1][:8])
     lags, peak = estimate_lags(
-        template_data, onsets_v, length, resolution=scale / upsample, max_lag=max_lag, pad=pad,
+        template_rows(lag_rows), onsets_v, length, resolution=scale / upsample, max_lag=max_lag, pad=pad,
+        n_channels=len(lag_rows),
     )
     t_align = time.perf_counter()
-    artifact = average_artifact(
-        template_data, onsets_v, lags, length, window=window, pad=pad, exclude_self=exclude_self,
-        scale=scale_amplitude,
-    )
-    del template_data
+    for c0 in range(0, work.shape[0], channel_chunk):
+        rows = slice(c0, min(c0 + channel_chunk, work.shape[0]))
+        work[rows] -= average_artifact(
+            template_rows(rows), onsets_v, lags, length, window=window, pad=pad, exclude_self=exclude_self,
+            scale=scale_amplitude, chunk=channel_chunk,
+        )
     corrected = work
-    corrected -= artifact
-    del artifact
     t_aas = time.perf_counter()
     if obs_components:
         corrected -= obs_fit(

@@ -79,7 +79,9 @@ def read_raw(path: str | PathLike, *, preload: bool = True, channel_types: Mappi
     path = Path(path)
     if not path.exists():
         raise NeuroFuseError("EEG file not found", path, "check the path or the BIDS index")
-    check_input_file(path)
+    check_input_file(path)  # a BrainVision data file: present, not empty, not truncated
+    if path.suffix.lower() == ".vhdr":
+        _check_marker_data_file(path)
     try:
         raw = mne.io.read_raw(path, preload=preload, verbose="error")
     except Exception as exc:  # noqa: BLE001 - reported as a one-line user error
@@ -90,6 +92,27 @@ def read_raw(path: str | PathLike, *, preload: bool = True, channel_types: Mappi
     check_finite_raw(raw, path)
     guess_channel_types(raw, channel_types)
     return raw
+
+
+def _check_marker_data_file(vhdr: Path) -> None:
+    """A marker file naming a data file that does not exist gets a warning (MNE reads the
+    header's ``DataFile``, so the signal is still found); the data file itself is checked
+    by :func:`neurofuse.checks.check_input_file`."""
+    from neurofuse.bids.markers import read_vhdr
+
+    try:
+        info = read_vhdr(vhdr)
+    except (OSError, ValueError) as exc:
+        raise NeuroFuseError(f"cannot read the BrainVision header ({exc})", vhdr) from exc
+    marker = vhdr.parent / info.marker_file if info.marker_file else vhdr.with_suffix(".vmrk")
+    if marker.is_file():
+        match = re.search(rb"^\s*DataFile\s*=\s*(.+?)\s*$", marker.read_bytes(), re.MULTILINE | re.IGNORECASE)
+        named = match.group(1).decode("utf-8", "replace") if match else None
+        if named and not (vhdr.parent / named).exists():
+            logging.getLogger(__name__).warning(
+                "%s: the marker file names the data file %s (DataFile=), which does not exist; the header's %s is "
+                "read instead (correct DataFile= in the .vmrk if the files were renamed)",
+                marker, named, info.data_file)
 
 
 def write_raw(raw: mne.io.BaseRaw, path: str | PathLike) -> Path:

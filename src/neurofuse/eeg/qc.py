@@ -17,7 +17,7 @@ from scipy.signal import welch  # noqa: E402
 
 from neurofuse.io import save_figure  # noqa: E402
 
-__all__ = ["plot_spectra", "plot_rpeaks", "plot_ica_removed"]
+__all__ = ["plot_spectra", "plot_rpeaks", "plot_ica_removed", "plot_note"]
 
 
 def _psd(raw: mne.io.BaseRaw, picks: str | list[str], fmax: float) -> tuple[np.ndarray, np.ndarray]:
@@ -98,12 +98,7 @@ def plot_ica_removed(ica: mne.preprocessing.ICA | None, record: Mapping[str, Any
     labels = {c["index"]: f"{c['iclabel']} {c['probability']:.2f}" for c in record.get("components", [])} if record else {}
     reasons = record.get("reasons", {}) if record else {}
     if ica is None or not exclude:
-        fig, ax = plt.subplots(figsize=(5, 2), dpi=100)
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no ICA components removed" if ica is not None else "ICA not run", ha="center", va="center")
-        save_figure(fig, path)
-        plt.close(fig)
-        return path
+        return plot_note("no ICA components removed" if ica is not None else "ICA not run", path)
     n = len(exclude)
     cols = min(n, 5)
     rows = int(np.ceil(n / cols))
@@ -119,6 +114,18 @@ def plot_ica_removed(ica: mne.preprocessing.ICA | None, record: Mapping[str, Any
         ax.axis("off")
     fig.suptitle("ICA components removed", fontsize=10)
     fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_note(text: str, path: str | PathLike) -> Path:
+    """A small figure that only states ``text`` (a step that had nothing to show)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5, 2), dpi=100)
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
     save_figure(fig, path)
     plt.close(fig)
     return path

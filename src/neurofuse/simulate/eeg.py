@@ -440,11 +440,14 @@ def random_artifact_model(
     n_volumes: int,
     slice_offsets: np.ndarray,
     rng: np.random.Generator,
+    heart_rate: float | None = None,
 ) -> ArtifactModel:
     """Draw every artifact parameter for one run (see the module docstring).
 
     ``slice_offsets`` are the slice start times within a volume in acquisition order
     (the sorted ``SliceTiming``); slices are assumed to fill the TR evenly.
+    ``heart_rate`` (bpm) replaces the drawn mean heart rate (60-75 bpm); the random
+    stream is the same either way, so ``None`` gives the same model as before.
     """
     dirs_map = channel_directions()
     n_ch = len(ALL_CHANNELS)
@@ -468,6 +471,8 @@ def random_artifact_model(
 
     # heart: RR with respiratory sinus arrhythmia and slow variability
     hr = rng.uniform(60.0, 75.0)
+    if heart_rate is not None:
+        hr = float(heart_rate)
     rr0 = 60.0 / hr
     resp_f = rng.uniform(0.2, 0.3)
     beats = [rng.uniform(0.1, rr0)]
