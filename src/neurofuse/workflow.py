@@ -358,3 +358,49 @@ def run_logged(log_path: str, func, *args, **kwargs):
         guard.stop()
         root.removeHandler(handler)
         handler.close()
+
+
+# --------------------------------------------------------------------------- containers
+
+
+def container_images(config: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+                     *, backend: str = "native") -> dict[str, str | None]:
+    """The container images the rules run in when Snakemake deploys software in containers.
+
+    ``neurofuse``: every rule (``containers.neurofuse``, else ``$NEUROFUSE_IMAGE``: the
+    image of ``resources/containers/Dockerfile``, the same variable the cloud profiles
+    read). ``fmri_tools``: the fMRI rules that call FSL or AFNI when ``fmri.backend`` is
+    ``fsl`` or ``afni`` (``containers.fmri_tools``, else ``$NEUROFUSE_FMRI_TOOLS_IMAGE``);
+    with the native backend those rules use the project image. Values are Snakemake image
+    references (``docker://REPO/NAME@sha256:...``); a bare ``REPO/NAME:TAG`` gets
+    ``docker://``.
+    """
+    env = os.environ if environ is None else environ
+    given = (config["containers"] if "containers" in config else None) or {}
+
+    def pick(value: str | None, variable: str) -> str | None:
+        value = value or env.get(variable) or None
+        if value and "://" not in value:
+            value = f"docker://{value}"
+        return value
+
+    project = pick(given.get("neurofuse"), "NEUROFUSE_IMAGE")
+    tools = pick(given.get("fmri_tools"), "NEUROFUSE_FMRI_TOOLS_IMAGE") if backend in ("fsl", "afni") else project
+    return {"neurofuse": project, "fmri_tools": tools}
+
+
+def check_container_images(images: Mapping[str, str | None], *, in_containers: bool, backend: str) -> None:
+    """A run that deploys software in containers must know its images (one clear error)."""
+    if not in_containers:
+        return
+    if not images.get("neurofuse"):
+        raise NeuroFuseError(
+            "Snakemake was asked to run every job in a container (--software-deployment-method apptainer) but no "
+            "image is set",
+            hint="build and push the project image (resources/containers/README.md), then export "
+                 "NEUROFUSE_IMAGE=docker://REPO/neurofuse@sha256:... or set containers.neurofuse in the config")
+    if backend in ("fsl", "afni") and not images.get("fmri_tools"):
+        raise NeuroFuseError(
+            f"fmri.backend is {backend!r} and jobs run in containers, but no image with FSL/AFNI is set",
+            hint="export NEUROFUSE_FMRI_TOOLS_IMAGE=docker://... (an image with the project's environment plus "
+                 f"{'FSL' if backend == 'fsl' else 'AFNI'} on the PATH) or set containers.fmri_tools")

@@ -22,6 +22,8 @@ rule fmri_estimate_head_motion:
         **measured("fmri_estimate_head_motion"),
     conda:
         ENV
+    container:
+        IMAGES["fmri_tools"]
     script:
         "../scripts/fmri_estimate_head_motion.py"
 
@@ -43,6 +45,8 @@ rule fmri_correct_slice_timing:
         **measured("fmri_correct_slice_timing"),
     conda:
         ENV
+    container:
+        IMAGES["fmri_tools"]
     script:
         "../scripts/fmri_correct_slice_timing.py"
 
