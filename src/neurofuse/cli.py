@@ -11,6 +11,7 @@
     neurofuse benchmarks RESULTS [--json]                 time and memory per rule and per subject
     neurofuse serve RESULTS [--port 9000]                 serve local outputs to the report's Neuroglancer links
     neurofuse cost [RESULTS] --subjects N [--spot|--on-demand] ...   Google Cloud cost per subject and in total
+    neurofuse prices --region R --out FILE   VM/GPU prices of a region from the Cloud Billing Catalog API
 
 Bad input ends with one line on stderr (file, problem, what to do) and exit code 2.
 ``audit`` exits 0 when every output matches its manifest (and, with ``--rerun``, the
@@ -225,6 +226,36 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prices(args: argparse.Namespace) -> int:
+    import os
+
+    import yaml
+
+    from neurofuse.cost import DEFAULT_PRICES
+    from neurofuse.prices import CATALOG_URL, fetch_skus, price_table_from_skus, write_price_table
+
+    key = args.api_key or os.environ.get("NEUROFUSE_BILLING_API_KEY")
+    if not key:
+        raise NeuroFuseError("the Cloud Billing Catalog needs an API key",
+                             hint="create one (Cloud Console -> APIs & Services -> Credentials, Cloud Billing API "
+                                  "enabled) and pass --api-key or set NEUROFUSE_BILLING_API_KEY")
+    base_path = args.base or DEFAULT_PRICES
+    try:
+        with open(base_path, encoding="utf-8") as fh:
+            base = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise NeuroFuseError(f"cannot read the base price table ({type(err).__name__})", base_path,
+                             "pass --base with a table like config/gcp_prices.yaml") from None
+    url = os.environ.get("NEUROFUSE_BILLING_CATALOG_URL", CATALOG_URL)
+    table = price_table_from_skus(fetch_skus(key, base_url=url), args.region, base)
+    write_price_table(args.out, table, args.region)
+    prices = table["regions"][args.region]
+    print(f"wrote {args.out}: {len(prices['machine_hour']['on_demand'])} VM shapes and 1 GPU, on demand and Spot, "
+          f"for {args.region} (e.g. n2-highmem-2 {prices['machine_hour']['spot']['n2-highmem-2']['price']:.4f} USD/h "
+          f"Spot); use it with: neurofuse cost --prices {args.out}")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from neurofuse.report.neuroglancer import serve
 
@@ -361,6 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     cost.add_argument("--out", help="write to this file (e.g. for a budget request)")
     cost.set_defaults(func=_cmd_cost)
+
+    prc = sub.add_parser("prices", help="write a price table for 'neurofuse cost' with the VM and GPU prices of a "
+                                        "region read from Google's Cloud Billing Catalog API")
+    prc.add_argument("--region", default="us-central1", help="Compute Engine region (default us-central1)")
+    prc.add_argument("--api-key", help="API key for the Cloud Billing API (or NEUROFUSE_BILLING_API_KEY); never "
+                                       "written anywhere")
+    prc.add_argument("--base", help="table to copy storage and egress prices from (default config/gcp_prices.yaml)")
+    prc.add_argument("--out", required=True, help="price table to write (YAML)")
+    prc.set_defaults(func=_cmd_prices)
     return parser
 
 
