@@ -20,7 +20,7 @@ The index without the data (:func:`index_bucket`)
     into ``.snakemake/neurofuse/gcs/<bucket>/<path>``: small text files are downloaded,
     every other object becomes a *sparse* placeholder of its exact size (no disk space,
     nothing downloaded; the BrainVision sample count comes from the ``.eeg`` size). With
-    ``index.check_images`` each BOLD image contributes its first 64 KiB (the NIfTI header)
+    ``index.check_images`` each BOLD and T1w image contributes its first 64 KiB (the NIfTI header)
     and, for ``.nii.gz``, its last 4 bytes (the gzip size trailer), fetched with range
     requests, so truncated uploads are still caught. EEG files in formats whose markers
     live inside the signal file (EDF, BDF, EEGLAB, FIF) are the exception: they are
@@ -315,7 +315,8 @@ class _Mirror:
             return "text"
         if name.endswith(_EEG_SELF_CONTAINED) and "/eeg/" in f"/{rel}":
             return "full"
-        if self.check_images and "/func/" in f"/{rel}" and (name.endswith("_bold.nii.gz") or name.endswith("_bold.nii")):
+        if self.check_images and (("/func/" in f"/{rel}" and name.endswith(("_bold.nii.gz", "_bold.nii")))
+                                  or ("/anat/" in f"/{rel}" and name.endswith(("_t1w.nii.gz", "_t1w.nii")))):
             return "header"
         return "placeholder"
 
