@@ -1,10 +1,11 @@
 """Less work per job for Snakemake's DAG: what keeps ``snakemake -n`` of a large study fast.
 
-Three measures, each giving Snakemake the answer its own code would compute, once per rule
-or callable instead of once per job. ``workflow/Snakefile`` applies them
-(:func:`speed_up`). Savings measured by ``benchmarks/bench_dag.py`` on 1,000 subjects x 2
-sessions x 2 runs (46,007 jobs), ``snakemake -n --quiet host rules``, CPU seconds with the
-other measures on (the machine shared, 2 cores, load 3-6): all three together 84 -> 64 s.
+Four measures, each giving Snakemake the answer its own code would compute, once per rule
+or callable instead of once per job, or skipping work whose result nobody sees.
+``workflow/Snakefile`` applies them (:func:`speed_up`). Savings measured by
+``benchmarks/bench_dag.py`` on 1,000 subjects x 2 sessions x 2 runs (46,007 jobs),
+``snakemake -n --quiet host rules``, CPU seconds, each with the other measures on (the
+machine shared, 2 cores, load 3-8): all four together 84-88 -> 60-62 s.
 
 * ``signatures`` (:func:`cache_signatures`), about 9 s. Before calling a rule's input,
   ``params`` or ``resources`` function for a job, Snakemake asks for its signature
@@ -26,14 +27,19 @@ other measures on (the machine shared, 2 cores, load 3-6): all three together 84
   their parts (the order ``Path`` sorts by) and compare neighbours by prefix, raising the
   same error for the same pair. Where pathlib would read a path differently (a leading
   ``//``, a platform other than POSIX) Snakemake's own check runs.
+* ``unshown`` (:func:`describe_shown_jobs_only`), about 3 s. For the job stats Snakemake
+  walks every job through its (dry-run) executor, which builds each job's log record
+  (inputs, outputs, logs, reason, resources formatted) even when ``--quiet rules`` has
+  every handler drop it. When no handler would show it, the record is not built.
 
-The last two replace Snakemake methods (``snakemake.dag.ScriptProcessor.process_job``,
-``snakemake.dag.DAG.check_directory_outputs``, Snakemake 9.27) and are made only for
-Snakemake 9 and when those exist; any other version keeps its own code, just slower.
-``NEUROFUSE_PLAIN_SNAKEMAKE=1`` turns all three off, ``=scripts,outputs`` (names) some:
-to compare, or to rule them out when something looks wrong.
-``tests/workflow/test_dag_scale.py`` compares every job (rule, wildcards, input, output,
-log, params, threads, resources, listed reason) with and without them.
+The last three replace Snakemake methods (``snakemake.dag.ScriptProcessor.process_job``,
+``snakemake.dag.DAG.check_directory_outputs``, ``snakemake.jobs.Job.log_info``,
+Snakemake 9.27) and are made only for Snakemake 9 and when those exist; any other
+version keeps its own code, just slower. ``NEUROFUSE_PLAIN_SNAKEMAKE=1`` turns all four
+off, ``=scripts,outputs`` (names) some: to compare, or to rule them out when something
+looks wrong. ``tests/workflow/test_dag_scale.py`` compares every job (rule, wildcards,
+input, output, log, params, threads, resources, listed reason) and the quiet output with
+and without them.
 """
 
 from __future__ import annotations
@@ -43,14 +49,15 @@ from collections.abc import Callable, Iterable
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["cache_signature", "cache_signatures", "check_scripts_once_per_rule", "check_outputs_with_tuples", "speed_up"]
+__all__ = ["cache_signature", "cache_signatures", "check_scripts_once_per_rule", "check_outputs_with_tuples", "describe_shown_jobs_only",
+           "speed_up"]
 
 #: Environment variable that leaves Snakemake as it is (see :func:`speed_up`).
 PLAIN_ENV = "NEUROFUSE_PLAIN_SNAKEMAKE"
 #: Attribute that Snakemake reads before ``inspect.signature`` (snakemake.common.FUNC_OVERWRITE_PARAMS_ATTR).
 PARAMS_ATTR = "_overwrite_params"
 #: The measures of :func:`speed_up`, by the names ``PLAIN_ENV`` accepts.
-MEASURES = ("signatures", "scripts", "outputs")
+MEASURES = ("signatures", "scripts", "outputs", "unshown")
 
 
 def turned_off() -> set[str]:
@@ -216,6 +223,60 @@ def check_outputs_with_tuples() -> bool:
     return True
 
 
+def _shown(logger: Any, event: Any) -> bool:
+    """Whether an INFO record of ``event`` would reach any handler of ``logger`` (or its ancestors')."""
+    import logging
+
+    if not logger.isEnabledFor(logging.INFO):
+        return False
+    record = logging.LogRecord(logger.name, logging.INFO, __file__, 0, "", None, None)
+    record.event = event
+    if not logger.filter(record):
+        return False
+    current = logger
+    while current is not None:
+        if any(record.levelno >= handler.level and handler.filter(record) for handler in current.handlers):
+            return True
+        current = current.parent if current.propagate else None
+    return False
+
+
+def describe_shown_jobs_only() -> bool:
+    """Build a job's description for the log only when a log handler will show it.
+
+    Before running a job (in a dry run: for every job, for the job stats), Snakemake
+    formats its inputs, outputs, logs, reason and resources into a log record, then the
+    handlers drop it under ``--quiet rules`` (``snakemake.logging.DefaultFilter``). When no
+    handler of Snakemake's logger (nor of its ancestors) accepts a job-info or
+    shell-command record, this skips building them -- for jobs whose rule has no shell
+    command and no message (formatting those can raise; they are left to Snakemake) and
+    is no checkpoint or hand-over (those log a line no filter drops). Returns False when
+    this Snakemake has no such method.
+    """
+    try:
+        from snakemake.jobs import Job
+        from snakemake.logging import LogEvent, logger
+    except ImportError:
+        return False
+    original = getattr(Job, "log_info", None)
+    events = [getattr(LogEvent, name, None) for name in ("JOB_INFO", "SHELLCMD")]
+    if original is None or None in events:
+        return False
+    if getattr(original, "_neurofuse_original", None) is not None:
+        return True
+
+    def log_info(self, indent=False, printshellcmd=True):
+        rule = self.rule
+        plain = not (rule.shellcmd or rule.message or rule.is_checkpoint or rule.is_handover)
+        if plain and not any(_shown(logger, event) for event in events):
+            return None
+        return original(self, indent=indent, printshellcmd=printshellcmd)
+
+    log_info._neurofuse_original = original
+    Job.log_info = log_info
+    return True
+
+
 def speed_up(rules: Iterable[Any]) -> list[str]:
     """Apply the measures of this module to a workflow's rules; the names of those in effect.
 
@@ -231,8 +292,9 @@ def speed_up(rules: Iterable[Any]) -> list[str]:
         cache_signatures(rules)
         applied.append("signatures")
     major_9 = str(getattr(snakemake, "__version__", "")).split(".")[0] == "9"
-    for name, apply, owner, attr in (("scripts", check_scripts_once_per_rule, "ScriptProcessor", "process_job"),
-                                     ("outputs", check_outputs_with_tuples, "DAG", "check_directory_outputs")):
+    for name, apply, owner, attr in (("scripts", check_scripts_once_per_rule, "dag.ScriptProcessor", "process_job"),
+                                     ("outputs", check_outputs_with_tuples, "dag.DAG", "check_directory_outputs"),
+                                     ("unshown", describe_shown_jobs_only, "jobs.Job", "log_info")):
         if name not in off and major_9 and apply():
             applied.append(name)
         elif name in off:
@@ -241,10 +303,11 @@ def speed_up(rules: Iterable[Any]) -> list[str]:
 
 
 def _restore(owner: str, attr: str) -> None:
-    """Put Snakemake's own ``snakemake.dag.<owner>.<attr>`` back if this module replaced it."""
-    import snakemake.dag
+    """Put Snakemake's own ``snakemake.<module>.<class>.<attr>`` back if this module replaced it."""
+    import importlib
 
-    cls = getattr(snakemake.dag, owner, None)
+    module, _, name = owner.rpartition(".")
+    cls = getattr(importlib.import_module(f"snakemake.{module}"), name, None)
     original = getattr(getattr(cls, attr, None), "_neurofuse_original", None)
     if original is not None:
         setattr(cls, attr, original)

@@ -9,6 +9,7 @@ import snakemake.api  # noqa: F401 - the import order Snakemake itself uses (sna
 from snakemake.common import get_function_params, get_input_function_aux_params
 from snakemake.dag import DAG, ScriptProcessor
 from snakemake.exceptions import ChildIOException
+from snakemake.jobs import Job
 from snakemake.resources import Resource
 
 from neurofuse import dag as nfdag
@@ -141,13 +142,13 @@ def test_script_that_cannot_be_read_still_stops_the_run(monkeypatch):
 
 
 def test_plain_snakemake_on_request(monkeypatch):
-    for cls, name in ((DAG, "check_directory_outputs"), (ScriptProcessor, "process_job")):
+    for cls, name in ((DAG, "check_directory_outputs"), (ScriptProcessor, "process_job"), (Job, "log_info")):
         monkeypatch.setattr(cls, name, getattr(cls, name))  # put back after the test
     monkeypatch.delenv(nfdag.PLAIN_ENV, raising=False)
-    assert nfdag.speed_up([]) == ["signatures", "scripts", "outputs"]
+    assert nfdag.speed_up([]) == ["signatures", "scripts", "outputs", "unshown"]
     assert DAG.check_directory_outputs._neurofuse_tuples
     monkeypatch.setenv(nfdag.PLAIN_ENV, "outputs")  # one measure off: Snakemake's own code is back
-    assert nfdag.speed_up([]) == ["signatures", "scripts"]
+    assert nfdag.speed_up([]) == ["signatures", "scripts", "unshown"]
     assert not hasattr(DAG.check_directory_outputs, "_neurofuse_tuples")
     assert ScriptProcessor.process_job._neurofuse_once_per_rule
     for value in ("1", "yes", "outputs,nonsense"):  # anything but a list of known names: all off
@@ -155,13 +156,13 @@ def test_plain_snakemake_on_request(monkeypatch):
         assert nfdag.speed_up([]) == []
         assert not hasattr(ScriptProcessor.process_job, "_neurofuse_once_per_rule")
     monkeypatch.setenv(nfdag.PLAIN_ENV, "0")
-    assert nfdag.speed_up([]) == ["signatures", "scripts", "outputs"]
+    assert nfdag.speed_up([]) == ["signatures", "scripts", "outputs", "unshown"]
 
 
 def test_signatures_left_alone_by_a_snakemake_that_does_not_read_them(monkeypatch):
     import snakemake.common
 
-    for cls, name in ((DAG, "check_directory_outputs"), (ScriptProcessor, "process_job")):
+    for cls, name in ((DAG, "check_directory_outputs"), (ScriptProcessor, "process_job"), (Job, "log_info")):
         monkeypatch.setattr(cls, name, getattr(cls, name))  # put back after the test
     monkeypatch.delenv(nfdag.PLAIN_ENV, raising=False)
     monkeypatch.delattr(snakemake.common, "FUNC_OVERWRITE_PARAMS_ATTR")
@@ -172,3 +173,35 @@ def test_signatures_left_alone_by_a_snakemake_that_does_not_read_them(monkeypatc
     assert nfdag.cache_signatures([SimpleNamespace(input=[f], params=[], resources={})]) == 0
     assert nfdag.PARAMS_ATTR not in f.__dict__
     assert "signatures" not in nfdag.speed_up([])
+
+
+def _log_info_calls(monkeypatch, quiet, rule_kwargs=None):
+    """How many jobs Snakemake's own Job.log_info described, under a stream handler with ``quiet``."""
+    import logging
+
+    from snakemake.jobs import Job
+    from snakemake.logging import DefaultFilter, logger
+
+    calls = []
+    monkeypatch.setattr(Job, "log_info", lambda self, indent=False, printshellcmd=True: calls.append(self))
+    assert nfdag.describe_shown_jobs_only()
+    handler = logging.StreamHandler()
+    handler.addFilter(DefaultFilter(quiet, False, False, True, False))
+    monkeypatch.setattr(logger, "handlers", [handler])
+    monkeypatch.setattr(logger, "propagate", False)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    rule = SimpleNamespace(**dict(dict(shellcmd=None, message=None, is_checkpoint=False, is_handover=False),
+                                  **(rule_kwargs or {})))
+    Job.log_info(SimpleNamespace(rule=rule))
+    return len(calls)
+
+
+def test_job_description_built_only_when_shown(monkeypatch):
+    from snakemake.settings.enums import Quietness
+
+    assert _log_info_calls(monkeypatch, set()) == 1  # shown: Snakemake's own code
+    assert _log_info_calls(monkeypatch, {Quietness.PROGRESS}) == 1
+    assert _log_info_calls(monkeypatch, {Quietness.RULES, Quietness.HOST}) == 0  # nobody would see it
+    for special in ({"shellcmd": "echo {wildcards.x}"}, {"message": "{input}"}, {"is_checkpoint": True},
+                    {"is_handover": True}):
+        assert _log_info_calls(monkeypatch, {Quietness.RULES}, special) == 1, special

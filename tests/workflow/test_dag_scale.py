@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -123,3 +124,12 @@ def test_snakemake_shortcuts_leave_every_job_as_it_was(workdir, tmp_path):
     assert any(job["params"][0] for job in dumps["0"]) and all(job["resources"] for job in dumps["0"])
     assert dumps["0"] == dumps["1"]
     assert listings["0"] == listings["1"]
+    # With the job descriptions quieted (built only when shown): the same output, job stats included.
+    quiet = {}
+    for plain in ("1", "0"):
+        env = dict(os.environ, PYTHONHASHSEED="0", **{PLAIN_ENV: plain})
+        snakemake = [str(Path(sys.executable).with_name("snakemake")), *cmd[2:], "--quiet", "host", "rules"]
+        result = subprocess.run(snakemake, capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stderr[-2000:]
+        quiet[plain] = result.stdout + result.stderr
+    assert "Job stats:" in quiet["0"] and quiet["0"] == quiet["1"]
