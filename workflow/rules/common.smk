@@ -51,6 +51,9 @@ def bids_file(rel):
 
 
 RUNS_BY_ID = {run.id: run for run in INDEX.runs}
+RUNS_BY_SUBJECT = {}  # subject -> its runs, in index order (one pass: a scan per subject job is quadratic)
+for _run in INDEX.runs:
+    RUNS_BY_SUBJECT.setdefault(_run.subject, []).append(_run)
 
 
 def run_of(wildcards):
@@ -179,7 +182,7 @@ def report_run_files(run):
 
 
 def report_subject_files(wildcards):
-    return [path for run in INDEX.runs if run.subject == wildcards.subject for path in report_run_files(run)]
+    return [path for run in RUNS_BY_SUBJECT.get(wildcards.subject, ()) for path in report_run_files(run)]
 
 
 def report_group_files(wildcards):
