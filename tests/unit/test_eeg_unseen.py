@@ -44,7 +44,15 @@ VARIANTS = {
 #: at the slice harmonics is 1.8-13 dB above the gradient-free signal (goal: within 1.5 x,
 #: 1.76 dB) although 35-46 dB below the artifact; at 2.5 kHz or with TR 1.55 s (a period
 #: that is not a whole number of samples) the same recording meets the goal. BCG removal
-#: after it reaches 0.939 (goal 0.95).
+#: after it reaches 0.939 (goal 0.95). Where it comes from: at the native rate the residual
+#: sits on the first and last samples of each slice epoch (the gradient's switching edges:
+#: 105 and 64 uV RMS there, 24 uV elsewhere, for a 1,550 uV artifact), at 2 kHz and 2.5 kHz
+#: alike. Sampled at 2 kHz, those edges are aliased, so no sub-sample shift aligns them
+#: exactly; with a period of whole samples the residual repeats identically every slice and
+#: piles up at the harmonics, otherwise it spreads over the spectrum. None of the AAS
+#: settings (window, upsampling, lags, amplitude scaling) changes it; OBS
+#: (gradient.obs_components 4 with obs_highpass 8 Hz) removes it but also 4-8 dB of the EEG
+#: at the harmonics. Record at >= 5 kHz with the EEG clock synchronised to the scanner.
 KNOWN_MISSES = {"16ch-TR1.5-24sl-2kHz-52bpm-grad2x": {"harmonics_db": 15.0, "bcg_r": 0.93}}
 
 
