@@ -256,8 +256,8 @@ def job_for(rule: str, ds: Path, out: Path, **overrides):
             output={"eeg": str(work / "eeg" / f"{RUN}_desc-gradient_eeg.fif"),
                     "log": str(work / "eeg" / f"{RUN}_desc-gradient_log.json"),
                     "qc": str(out / SUB / "figures" / f"{RUN}_desc-gradient_eeg.png")},
-            params={"volume_marker": "Response/R128", "sfreq_out": 250.0,
-                    "timing": {"tr": 1.5, "n_volumes": 32, "slice_times": None}},
+            params={"volume_marker": "Response/R128", "sfreq_out": 250.0, "window": 30, "obs_components": 0,
+                    "obs_highpass": 70.0, "timing": {"tr": 1.5, "n_volumes": 32, "slice_times": None}},
             wildcards={"sdir": SUB, "run": RUN}),
         "eeg_clean_signal": dict(
             input={"eeg": str(ds / VHDR), "companions": str(ds / EEGDATA)},

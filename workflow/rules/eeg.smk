@@ -20,6 +20,9 @@ rule eeg_remove_gradient_artifact:
     params:
         volume_marker=EEG["volume_marker"],
         sfreq_out=EEG["sfreq"],
+        window=EEG["aas_window"],
+        obs_components=EEG["obs_components"],
+        obs_highpass=EEG["obs_highpass"],
         timing=bold_timing,
     log:
         f"{LOGS}/eeg_remove_gradient_artifact/{{sdir}}/{{run}}.log",

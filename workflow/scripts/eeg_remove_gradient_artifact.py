@@ -14,4 +14,7 @@ run_logged(
     slice_times=timing["slice_times"],
     tr=timing["tr"],
     sfreq_out=snakemake.params.sfreq_out,
+    window=snakemake.params.window,
+    obs_components=snakemake.params.obs_components,
+    obs_highpass=snakemake.params.obs_highpass,
 )

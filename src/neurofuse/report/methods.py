@@ -360,10 +360,10 @@ def _eeg_section(w: _Writer, config: Mapping[str, Any], facts: DatasetFacts | No
             epochs = "every slice (slice times from the BOLD sidecar)"
         else:
             epochs = "every volume"
-        window = _default(remove_gradient_artifact, "window")
+        window = eeg["aas_window"]
         upsample = _default(remove_gradient_artifact, "upsample")
         max_lag = _default(remove_gradient_artifact, "max_lag_ms")
-        obs = _default(remove_gradient_artifact, "obs_components")
+        obs = eeg["obs_components"]
         lowpass = _default(remove_gradient_artifact, "lowpass")
         gradient = (
             f"{who}, the MR gradient artifact was removed by averaged artifact subtraction " + w.cite("allen2000")
@@ -374,7 +374,8 @@ def _eeg_section(w: _Writer, config: Mapping[str, Any], facts: DatasetFacts | No
             "rate), shifted to the epoch's lag in the Fourier domain and scaled to the epoch by least squares — was "
             "subtracted.")
         if obs:
-            gradient += (f" The first {obs} principal components of the residual were then fitted and removed "
+            gradient += (f" The first {obs} principal components of the residual (high-passed at "
+                         f"{_num(eeg['obs_highpass'])} Hz) were then fitted and removed "
                          "(optimal basis set; " + w.cite("niazy2005", bare=True) + ").")
         else:
             gradient += " No optimal-basis-set (PCA) step followed."
