@@ -20,6 +20,11 @@ What it does, in order:
    object's CRC32C is compared with the local file's again. New objects are created
    with ``if_generation_match=0``: never over an object that appeared meanwhile.
 
+Every request is retried on refused or reset connections, timeouts and 5xx answers until
+a deadline (:func:`neurofuse.cloud.gcs_call_options`); an upload whose answer was lost is
+recognised on the retry by its own CRC32C. When the retries run out, the command stops
+with one line naming the object and the last error.
+
 ``--dry-run`` prints the plan (new, identical, conflicting; bytes) and uploads nothing.
 An interrupted upload (Ctrl-C, a lost connection, a killed process) leaves only complete
 objects behind -- a GCS object appears only once its upload completed -- so running the
