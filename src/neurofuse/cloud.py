@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from neurofuse.errors import NeuroFuseError
+from neurofuse.io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "GsUrl",
@@ -67,6 +68,10 @@ __all__ = [
     "store_index",
     "fetch_index",
     "load_bucket_index",
+    "gcs_call_options",
+    "storage_error",
+    "push_file",
+    "pull_file",
 ]
 
 _SCHEME = re.compile(r"^(gs|gcs)://", re.IGNORECASE)
@@ -168,6 +173,75 @@ def gcs_client(project: str | None = None):
             "account key, or STORAGE_EMULATOR_HOST=http://127.0.0.1:PORT for a local emulator") from None
 
 
+#: Seconds a single request to GCS may take before it is abandoned and retried.
+DEFAULT_TIMEOUT_S = 60.0
+#: Seconds of retrying a failing request (exponential back-off, 1 s doubling up to 60 s) before giving up.
+DEFAULT_RETRY_DEADLINE_S = 300.0
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise NeuroFuseError(f"{name} must be a positive number of seconds, not {value!r}", None,
+                             f"unset it for the default ({default:g} s)")
+    return seconds
+
+
+def gcs_call_options() -> dict[str, Any]:
+    """``timeout`` and ``retry`` for every google-cloud-storage call that NeuroFuse makes.
+
+    Transient failures -- refused or reset connections, timeouts, 408/429/5xx answers --
+    are retried with exponential back-off until the deadline (the library's own
+    predicate, ``google.cloud.storage.retry.DEFAULT_RETRY``); every call that writes is
+    made safe to repeat by a generation precondition. ``NEUROFUSE_GCS_TIMEOUT`` (seconds
+    per request, default 60) and ``NEUROFUSE_GCS_RETRY_DEADLINE`` (seconds of retrying,
+    default 300) change the two limits.
+    """
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    deadline = _seconds_from_env("NEUROFUSE_GCS_RETRY_DEADLINE", DEFAULT_RETRY_DEADLINE_S)
+    return {"timeout": _seconds_from_env("NEUROFUSE_GCS_TIMEOUT", DEFAULT_TIMEOUT_S),
+            "retry": DEFAULT_RETRY.with_deadline(deadline)}
+
+
+def _cause(exc: BaseException) -> str:
+    """A short description of a storage failure: the last error behind a retry that gave up."""
+    from google.api_core import exceptions as gexc
+
+    if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+        exc = exc.cause
+    if isinstance(exc, gexc.GoogleAPICallError):
+        import http
+
+        try:
+            text = f"{int(exc.code)} {http.HTTPStatus(int(exc.code)).phrase}"
+        except (TypeError, ValueError):
+            text = str(exc.code)
+        said = re.search(r'"message":\s*"([^"]{1,200})"', str(exc.message))  # the server's own words, not the URL
+        return f"{text}: {said.group(1)}" if said else text
+    text = str(exc).split("\n")[0]
+    for marker in ("Connection refused", "Connection reset", "timed out", "Read timed out", "RemoteDisconnected"):
+        if marker in text:
+            return f"{type(exc).__name__}: {marker.lower()}"
+    return f"{type(exc).__name__}: {text[:160]}"
+
+
+def storage_error(exc: BaseException, action: str, url: str, client=None, hint: str | None = None) -> NeuroFuseError:
+    """A :class:`NeuroFuseError` for a GCS call that failed for good (after its retries)."""
+    deadline = gcs_call_options()["retry"].deadline
+    who = credential_description(client) if client is not None else None
+    return NeuroFuseError(
+        f"{action} failed after retrying for up to {deadline:g} s ({_cause(exc)})", url,
+        hint or ("check the network and the bucket" + (f" ({who})" if who else "")
+                 + "; run the same command again to continue: nothing incomplete was kept"))
+
+
 def credential_description(client) -> str:
     """Which identity the client uses, for error messages."""
     emulator = os.environ.get("STORAGE_EMULATOR_HOST")
@@ -188,7 +262,7 @@ def check_readable(client, url: GsUrl) -> None:
     from google.api_core import exceptions as gexc
 
     try:
-        next(iter(client.list_blobs(url.bucket, prefix=url.key(""), max_results=1)), None)
+        next(iter(client.list_blobs(url.bucket, prefix=url.key(""), max_results=1, **gcs_call_options())), None)
     except gexc.NotFound:
         raise NeuroFuseError(f"bucket '{url.bucket}' does not exist", str(url),
                              f"check the name, or create it (gcloud storage buckets create gs://{url.bucket}); "
@@ -197,12 +271,10 @@ def check_readable(client, url: GsUrl) -> None:
         raise NeuroFuseError(f"bucket '{url.bucket}' is not readable with {credential_description(client)}",
                              str(url), "grant this identity roles/storage.objectViewer (read) or "
                              "roles/storage.objectAdmin (outputs) on the bucket") from None
-    except gexc.GoogleAPICallError as exc:
-        raise NeuroFuseError(f"cannot list bucket '{url.bucket}' ({exc.code} {exc.message})", str(url),
-                             f"check the network and the credentials ({credential_description(client)})") from None
-    except Exception as exc:  # noqa: BLE001 - connection errors from requests/urllib3
-        raise NeuroFuseError(f"cannot reach Google Cloud Storage for bucket '{url.bucket}' ({type(exc).__name__})",
-                             str(url), "check the network, or STORAGE_EMULATOR_HOST if you use an emulator") from None
+    except Exception as exc:  # noqa: BLE001 - API errors, and connection errors from requests/urllib3
+        raise storage_error(exc, f"listing bucket '{url.bucket}'", str(url), client,
+                            "check the network and the credentials "
+                            f"({credential_description(client)}), or STORAGE_EMULATOR_HOST if you use an emulator") from None
 
 
 # --------------------------------------------------------------------------- locations
@@ -276,7 +348,7 @@ def _b64_hex(value: str | None) -> str | None:
 def _list_folder(client, url: GsUrl, rel: str, *, recursive: bool) -> tuple[list[Any], list[str]]:
     """Blobs under ``url/rel/`` and, when not recursive, the sub-folder names."""
     prefix = url.key(rel) + "/" if rel else (url.prefix + "/" if url.prefix else "")
-    it = client.list_blobs(url.bucket, prefix=prefix, delimiter=None if recursive else "/")
+    it = client.list_blobs(url.bucket, prefix=prefix, delimiter=None if recursive else "/", **gcs_call_options())
     blobs = list(it)
     folders = [p[len(prefix):].rstrip("/") for p in getattr(it, "prefixes", ())] if not recursive else []
     return blobs, folders
@@ -353,7 +425,7 @@ class _Mirror:
                 if path.is_file() and path.relative_to(self.root).as_posix() not in wanted:
                     path.unlink()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps(self.state, sort_keys=True))
+        atomic_write_text(self.state_file, json.dumps(self.state, sort_keys=True))
 
     def _fetch(self, item: tuple[str, Any, str, str]) -> tuple[str, str, str]:
         rel, blob, kind, stamp = item
@@ -361,18 +433,20 @@ class _Mirror:
         path.parent.mkdir(parents=True, exist_ok=True)
         size = int(blob.size or 0)
         if kind in ("text", "full"):
-            path.write_bytes(blob.download_as_bytes())  # checked against the object's MD5
+            atomic_write_bytes(path, blob.download_as_bytes(**gcs_call_options()))  # checked against the object's MD5
             return rel, stamp, "full"
         fetched = "none"
         with open(path, "wb") as handle:
             handle.truncate(size)  # sparse: the right size, no data, no disk blocks
             if kind == "header" and size:
-                head = blob.download_as_bytes(start=0, end=min(size, HEADER_BYTES) - 1, checksum=None)
+                head = blob.download_as_bytes(start=0, end=min(size, HEADER_BYTES) - 1, checksum=None,
+                                              **gcs_call_options())
                 handle.seek(0)
                 handle.write(head)
                 fetched = "header"
                 if rel.lower().endswith(".gz") and size > len(head):
-                    tail = blob.download_as_bytes(start=size - 4, end=size - 1, checksum=None)
+                    tail = blob.download_as_bytes(start=size - 4, end=size - 1, checksum=None,
+                                                  **gcs_call_options())
                     handle.seek(size - 4)
                     handle.write(tail)
                     if not _gzip_trailer_matches(head, tail):
@@ -380,7 +454,7 @@ class _Mirror:
                         # so this one image is downloaded and checked in full.
                         handle.seek(0)
                         handle.truncate(0)
-                        blob.download_to_file(handle)
+                        blob.download_to_file(handle, **gcs_call_options())
                         fetched = "full"
         return rel, stamp, fetched
 
@@ -411,18 +485,26 @@ def index_bucket(url: GsUrl, index_options: Mapping[str, Any], *, client=None, m
 
     client = client or gcs_client()
     check_readable(client, url)
-    root_blobs, folders = _list_folder(client, url, "", recursive=False)
+    try:
+        root_blobs, folders = _list_folder(client, url, "", recursive=False)
+    except Exception as exc:  # noqa: BLE001
+        raise storage_error(exc, "listing the dataset folder", str(url), client) from None
     if not any(b.name == url.key("dataset_description.json") for b in root_blobs):
         raise NeuroFuseError("not a BIDS dataset: dataset_description.json is missing", str(url),
                              "point bids_dir at the dataset root in the bucket, or upload it with "
                              "`neurofuse upload BIDS_DIR " + str(url) + "`")
     subjects = _wanted_subjects(folders, index_options)
-    with concurrent.futures.ThreadPoolExecutor(_WORKERS) as pool:
-        listed = list(pool.map(lambda s: _list_folder(client, url, s, recursive=True)[0], subjects))
-    blobs = root_blobs + [b for chunk in listed for b in chunk]
-    mirror = _Mirror(client, url, Path(mirror_root) / url.bucket / (url.prefix or "_root_"),
-                     bool(index_options.get("check_images", True)))
-    mirror.sync(blobs)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(_WORKERS) as pool:
+            listed = list(pool.map(lambda s: _list_folder(client, url, s, recursive=True)[0], subjects))
+        blobs = root_blobs + [b for chunk in listed for b in chunk]
+        mirror = _Mirror(client, url, Path(mirror_root) / url.bucket / (url.prefix or "_root_"),
+                         bool(index_options.get("check_images", True)))
+        mirror.sync(blobs)
+    except NeuroFuseError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last error after the retries (see gcs_call_options)
+        raise storage_error(exc, "reading the dataset's listing, sidecars and headers", str(url), client) from None
     local = str(mirror.root.resolve())
     try:
         index = build_index(mirror.root, **index_options)
@@ -443,16 +525,18 @@ def store_index(client, index_bytes: bytes, url: GsUrl) -> bool:
     """Upload the index JSON to ``url`` unless the object already holds these bytes."""
     blob = client.bucket(url.bucket).blob(url.prefix)
     try:
-        blob.reload()
+        blob.reload(**gcs_call_options())
         if blob.md5_hash and _b64_hex(blob.md5_hash) == hashlib.md5(index_bytes).hexdigest():  # noqa: S324
             return False
     except Exception as exc:  # noqa: BLE001
         from google.api_core import exceptions as gexc
 
         if not isinstance(exc, gexc.NotFound):
-            raise NeuroFuseError(f"cannot read {url} ({type(exc).__name__})", str(url),
-                                 f"check write access for {credential_description(client)}") from None
-    blob.upload_from_string(index_bytes, content_type="application/json")
+            raise storage_error(exc, "reading the stored dataset index", str(url), client) from None
+    try:
+        blob.upload_from_string(index_bytes, content_type="application/json", **gcs_call_options())
+    except Exception as exc:  # noqa: BLE001
+        raise storage_error(exc, "storing the dataset index", str(url), client) from None
     return True
 
 
@@ -460,13 +544,14 @@ def fetch_index(client, url: GsUrl, local: Path) -> Path:
     """Download the index a main process stored (a job on another machine)."""
     from google.api_core import exceptions as gexc
 
-    local.parent.mkdir(parents=True, exist_ok=True)
     try:
-        data = client.bucket(url.bucket).blob(url.prefix).download_as_bytes()
+        data = client.bucket(url.bucket).blob(url.prefix).download_as_bytes(**gcs_call_options())
     except gexc.NotFound:
         raise NeuroFuseError("the dataset index is missing from the bucket", str(url),
                              "run Snakemake's main process first (it writes the index), or check output_dir") from None
-    local.write_bytes(data)
+    except Exception as exc:  # noqa: BLE001
+        raise storage_error(exc, "downloading the dataset index", str(url), client) from None
+    atomic_write_bytes(local, data)
     return local
 
 
@@ -487,3 +572,37 @@ def load_bucket_index(config: Mapping[str, Any], locations: RunLocations, *, reb
     check_readable(client, locations.out_url)
     store_index(client, index.to_bytes(), url)
     return index
+
+
+# --------------------------------------------------------------------------- job state kept in the bucket
+
+
+def push_file(local: str | os.PathLike, url: str, client=None) -> str | None:
+    """Copy a local file to ``url`` (a training checkpoint, so that a job on a new VM can resume).
+
+    Returns None, or the reason it failed (the caller goes on: only resuming is lost).
+    """
+    target = parse_gs_url(url, "checkpoint location")
+    try:
+        client = client or gcs_client()
+        client.bucket(target.bucket).blob(target.prefix).upload_from_filename(
+            os.fspath(local), checksum="crc32c", **gcs_call_options())
+    except Exception as exc:  # noqa: BLE001
+        return str(storage_error(exc, "copying the checkpoint to the bucket", url, client))
+    return None
+
+
+def pull_file(url: str, local: str | os.PathLike, client=None) -> bool:
+    """Download ``url`` to ``local`` (atomically) if the object exists; False if it does not."""
+    from google.api_core import exceptions as gexc
+
+    source = parse_gs_url(url, "checkpoint location")
+    client = client or gcs_client()
+    try:
+        data = client.bucket(source.bucket).blob(source.prefix).download_as_bytes(**gcs_call_options())
+    except gexc.NotFound:
+        return False
+    except Exception as exc:  # noqa: BLE001
+        raise storage_error(exc, "downloading the checkpoint", url, client) from None
+    atomic_write_bytes(local, data)
+    return True

@@ -1,7 +1,9 @@
 """Atomic file writes: a reader never sees a half-written output at its final path.
 
 Write to a temporary name in the same folder, then ``os.replace`` it into place (atomic
-on POSIX file systems). An interrupted job leaves at most a ``.tmp-*`` file behind.
+on POSIX file systems). A job killed outright (SIGKILL, power loss) leaves at most a
+hidden ``.<name>.tmp-*`` file behind, never a partial file at the output's own path;
+:func:`remove_stale_temporaries` clears those when the next run starts.
 
 A full disk, a read-only or unwritable output folder raise a one-line
 :class:`~neurofuse.errors.StorageError` that names the output and what to do, and the
@@ -52,6 +54,9 @@ def _first_existing(folder: Path) -> Path:
         folder = folder.parent
     return folder
 
+#: What sits between a target's name and the random part of its temporary file's name.
+TEMP_MARK = ".tmp-"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
@@ -62,7 +67,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=suffix, dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", suffix=suffix, dir=target.parent)
     except OSError as exc:
         raise storage_error(exc, target) or exc from None
     os.close(fd)
@@ -85,6 +90,25 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
                 tmp_path.unlink()
 
 
+def remove_stale_temporaries(root: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that killed writers left under ``root``; return them.
+
+    Only call this while no writer can be active under ``root`` (the Snakefile does it
+    from ``onstart``, when Snakemake holds the lock of the working directory).
+    """
+    removed = []
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            if name.startswith(".") and TEMP_MARK in name:
+                path = Path(dirpath) / name
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                removed.append(path)
+    return removed
+
+
 def atomic_write_text(path: str | os.PathLike, text: str, *, only_if_changed: bool = False) -> bool:
     """Write ``text`` to ``path`` atomically. Returns False when nothing had to change."""
     target = Path(path)
@@ -99,6 +123,12 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, only_if_changed: bo
     return True
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def save_nifti(img, path: str | os.PathLike) -> None:
     """Save a nibabel image atomically (``.nii`` or ``.nii.gz`` from the name)."""
     import nibabel as nib
@@ -106,6 +136,14 @@ def save_nifti(img, path: str | os.PathLike) -> None:
     suffix = ".nii.gz" if os.fspath(path).endswith(".gz") else ".nii"
     with atomic_path(path, suffix=suffix) as tmp:
         nib.save(img, tmp)
+
+
+def save_raw(raw, path: str | os.PathLike) -> Path:
+    """``raw.save`` (MNE FIF) atomically; the temporary name keeps the ``_eeg.fif``-style ending MNE checks."""
+    name = Path(path).name
+    with atomic_path(path, suffix="_" + name.rsplit("_", 1)[-1] if "_" in name else "_raw.fif") as tmp:
+        raw.save(tmp, overwrite=True, verbose="error")
+    return Path(path)
 
 
 #: ``savefig(metadata=...)`` per format that leaves out the creation date.
@@ -148,21 +186,43 @@ def save_sidecar(image_path: str | os.PathLike, payload) -> Path:
     return path
 
 
+def _interned(obj):
+    """``obj`` with every string inside dicts, lists and tuples replaced by its interned copy."""
+    import sys
+    from collections import OrderedDict
+
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if type(obj) in (dict, OrderedDict):
+        out = type(obj)((_interned(k), _interned(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):  # a module's state_dict: per-module versions, kept
+            out._metadata = _interned(obj._metadata)
+        return out
+    if isinstance(obj, list):
+        return [_interned(v) for v in obj]
+    if isinstance(obj, tuple) and type(obj) is tuple:
+        return tuple(_interned(v) for v in obj)
+    return obj
+
+
 def save_torch(obj, path: str | os.PathLike) -> None:
     """``torch.save`` atomically, with bytes that do not depend on the file name.
 
     torch names the records inside its zip archive after the file it writes to; saving
     through a buffer names them ``archive`` instead, so the same object always gives the
-    same bytes (checkpoints and models compare byte for byte between runs).
+    same bytes (checkpoints and models compare byte for byte between runs). Strings are
+    interned first: pickle writes a repeated string once when it is the same object and
+    again when it is an equal copy, so a checkpoint holding both strings from code and
+    strings loaded from an earlier checkpoint (a resumed run) would otherwise differ in
+    its bytes from an uninterrupted run's.
     """
     import io
 
     import torch
 
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    torch.save(_interned(obj), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def iter_nifti_volumes(path: str | os.PathLike, dtype=None) -> Iterator:

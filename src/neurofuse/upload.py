@@ -20,6 +20,11 @@ What it does, in order:
    object's CRC32C is compared with the local file's again. New objects are created
    with ``if_generation_match=0``: never over an object that appeared meanwhile.
 
+Every request is retried on refused or reset connections, timeouts and 5xx answers until
+a deadline (:func:`neurofuse.cloud.gcs_call_options`); an upload whose answer was lost is
+recognised on the retry by its own CRC32C. When the retries run out, the command stops
+with one line naming the object and the last error.
+
 ``--dry-run`` prints the plan (new, identical, conflicting; bytes) and uploads nothing.
 An interrupted upload (Ctrl-C, a lost connection, a killed process) leaves only complete
 objects behind -- a GCS object appears only once its upload completed -- so running the
@@ -37,7 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from neurofuse.cloud import GsUrl, check_readable, credential_description, gcs_client, parse_gs_url
+from neurofuse.cloud import (GsUrl, check_readable, credential_description, gcs_call_options, gcs_client, parse_gs_url,
+                             storage_error)
 from neurofuse.errors import NeuroFuseError
 
 __all__ = ["UploadItem", "UploadPlan", "UploadResult", "plan_upload", "run_upload", "upload_report", "crc32c_of",
@@ -120,8 +126,11 @@ def plan_upload(source: str | os.PathLike, target: str, *, client=None, check_da
     check_readable(client, url)
     remote = {}
     base = url.key("")
-    for blob in client.list_blobs(url.bucket, prefix=base):
-        remote[blob.name[len(base):]] = blob
+    try:
+        for blob in client.list_blobs(url.bucket, prefix=base, **gcs_call_options()):
+            remote[blob.name[len(base):]] = blob
+    except Exception as exc:  # noqa: BLE001 - the last error after the retries
+        raise storage_error(exc, "listing the upload target", str(url), client) from None
     plan = UploadPlan(root, url)
     local = dataset_files(root)
     for rel in local:
@@ -187,17 +196,35 @@ def _upload_one(client, plan: UploadPlan, item: UploadItem, force: bool, report:
     local_crc = item.crc32c or crc32c_of(path)
     # New objects must not exist yet; a forced overwrite replaces exactly the generation we compared with.
     generation = item.remote_generation if (force and item.remote_generation is not None) else 0
+    where = f"{plan.target}/{item.rel}"
     try:
         with open(path, "rb") as handle:
+            # Retried on refused/reset connections, timeouts and 5xx (gcs_call_options); the
+            # generation precondition makes a repeat safe. The server checks the CRC32C sent
+            # along and stores nothing that does not match; an upload cut off mid-way leaves
+            # no object (a GCS object appears only once its upload completed).
             blob.upload_from_file(_CountingReader(handle, report), size=item.size, checksum="crc32c",
-                                  if_generation_match=generation)
+                                  if_generation_match=generation, **gcs_call_options())
     except gexc.PreconditionFailed:
-        raise NeuroFuseError("the object changed in the bucket during the upload", f"{plan.target}/{item.rel}",
-                             "run the upload again to compare it afresh") from None
+        # Either someone else wrote the object meanwhile, or an earlier attempt of this very
+        # upload succeeded and only its answer was lost (then the retry meets its own object).
+        try:
+            blob.reload(**gcs_call_options())
+        except Exception as exc:  # noqa: BLE001
+            raise storage_error(exc, "checking the object after an upload", where, client) from None
+        if blob.crc32c != local_crc or int(blob.size or 0) != item.size:
+            raise NeuroFuseError("the object changed in the bucket during the upload", where,
+                                 "run the upload again to compare it afresh") from None
     except gexc.Forbidden:
         raise NeuroFuseError(f"no permission to write to bucket '{plan.target.bucket}' with "
-                             f"{credential_description(client)}", f"{plan.target}/{item.rel}",
+                             f"{credential_description(client)}", where,
                              "grant roles/storage.objectCreator (or objectAdmin for --force)") from None
+    except NeuroFuseError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last error after the retries (connection, timeout, 5xx)
+        raise storage_error(exc, "uploading", where, client,
+                            "check the network; run the same command again: objects already in the bucket are "
+                            "compared by CRC32C and skipped, and no partial object was left") from None
     if blob.crc32c != local_crc:  # the server's checksum of what it stored, against the local file
         raise NeuroFuseError(f"CRC32C mismatch after upload (local {local_crc}, bucket {blob.crc32c})",
                              f"{plan.target}/{item.rel}", "run the upload again; the object will be compared afresh")

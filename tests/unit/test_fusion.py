@@ -167,3 +167,89 @@ def test_row_mismatch_and_missing_eeg_are_clear(tmp_path):
     table.to_csv(runs[0].bands, sep="\t", index=False, na_rep="n/a")
     with pytest.raises(NeuroFuseError, match="'alpha_O1' has no finite value"):
         prepare(runs, BANDS, TrainConfig(n_regions=20), log=lambda *_: None)
+
+
+_PREEMPTED_TRAINING = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import torch
+torch.set_num_threads(1)
+from neurofuse.fusion.train import RunInput, TrainConfig, make_folds, prepare, train_fold
+runs = [RunInput(**r) for r in json.loads(open(sys.argv[2]).read())]
+cfg = TrainConfig(**json.loads(sys.argv[3]))
+prep = prepare(runs, json.loads(sys.argv[4]), cfg, log=lambda *_: None)
+folds, _ = make_folds(prep, cfg.folds)
+train_fold(prep, folds[0], cfg, sys.argv[5], log=lambda m: print(m, flush=True))
+"""
+
+
+def test_sigterm_during_training_keeps_a_checkpoint_that_resumes_bit_for_bit(tmp_path):
+    """What a Spot VM gets: SIGTERM in the middle of training, in a separate process."""
+    import dataclasses
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    runs, _ = make_dataset(tmp_path, couplings=LAYOUTS["goldman"], n_subjects=2, n_volumes=60, seed=1)
+    settings = {"n_regions": 20, "max_epochs": 40, "patience": 100}
+    cfg = TrainConfig(**settings)
+    (tmp_path / "runs.json").write_text(json.dumps([dataclasses.asdict(r) for r in runs]))
+    ckpt = tmp_path / "preempted" / "fold-0_checkpoint.pt"
+    ckpt.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", _PREEMPTED_TRAINING, str(Path(__file__).parent),
+                             str(tmp_path / "runs.json"), json.dumps(settings), json.dumps(BANDS), str(ckpt)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    epoch = 0
+    while epoch < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        if ckpt.is_file():
+            epoch = torch.load(ckpt, weights_only=False)["state"]["epoch"]
+    assert proc.poll() is None, f"training ended before it could be interrupted: {proc.communicate()}"
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (out, err)
+    assert "SIGTERM received" in out and f"{ckpt} holds the last finished epoch" in out, out
+    assert [p.name for p in ckpt.parent.iterdir()] == [ckpt.name]  # no temporary file left
+    saved = torch.load(ckpt, weights_only=False)  # a complete, loadable checkpoint
+    stopped_at = saved["state"]["epoch"]
+    assert 3 <= stopped_at < cfg.max_epochs
+
+    prep = prepare(runs, BANDS, cfg, log=lambda *_: None)
+    folds, _ = make_folds(prep, cfg.folds)
+    resumed = train_fold(prep, folds[0], cfg, ckpt, log=lambda *_: None)
+    whole = train_fold(prep, folds[0], cfg, tmp_path / "whole.pt", log=lambda *_: None)
+    assert resumed["resumed_from"] == stopped_at and resumed["finished"]
+    assert len(resumed["epoch_seconds"]) == cfg.max_epochs - stopped_at
+    assert resumed["history"] == whole["history"]
+    for (name, a), b in zip(whole["model"].state_dict().items(), resumed["model"].state_dict().values()):
+        assert torch.equal(a, b), name
+    assert ckpt.read_bytes() == (tmp_path / "whole.pt").read_bytes()
+
+
+def test_a_retried_job_on_a_new_vm_resumes_from_the_checkpoint_in_the_bucket(tmp_path, gcs):
+    """Cloud profiles: the checkpoint is copied to the bucket each epoch; a fresh VM fetches it."""
+    runs, _ = make_dataset(tmp_path, couplings=LAYOUTS["goldman"], n_subjects=2, n_volumes=60, seed=1)
+    cfg = TrainConfig(n_regions=20, max_epochs=6, patience=10)
+    prep = prepare(runs, BANDS, cfg, log=lambda *_: None)
+    folds, _ = make_folds(prep, cfg.folds)
+    url = gcs.url("study/results/work/group/model/task-rest/fold-0_checkpoint.pt")
+    first_vm = tmp_path / "vm1" / "fold-0_checkpoint.pt"
+    part = train_fold(prep, folds[0], cfg, first_vm, log=lambda *_: None, stop_after=2, checkpoint_url=url)
+    assert len(part["history"]) == 2
+    stored = gcs.objects("study/results/work/group/model/task-rest")["fold-0_checkpoint.pt"]
+    assert stored.download_as_bytes() == first_vm.read_bytes()
+    messages = []
+    second_vm = tmp_path / "vm2" / "fold-0_checkpoint.pt"  # preempted: the first VM's disk is gone
+    resumed = train_fold(prep, folds[0], cfg, second_vm, log=messages.append, checkpoint_url=url)
+    assert resumed["resumed_from"] == 2 and any("fetched the checkpoint" in m for m in messages)
+    whole = train_fold(prep, folds[0], cfg, tmp_path / "whole.pt", log=lambda *_: None)
+    assert resumed["history"] == whole["history"]
+    for (name, a), b in zip(whole["model"].state_dict().items(), resumed["model"].state_dict().values()):
+        assert torch.equal(a, b), name
+    assert gcs.objects("study/results/work/group/model/task-rest")["fold-0_checkpoint.pt"].download_as_bytes() \
+        == (tmp_path / "whole.pt").read_bytes()

@@ -1,12 +1,14 @@
 """Provenance end to end: two runs of the real workflow, byte for byte, and `neurofuse audit`.
 
-One test, two full runs of the small preset (≈ 3 min each on 2 busy cores): the first
-through the ``workdir`` fixture, the second by ``neurofuse audit --rerun`` into a scratch
-folder from what the first run's manifest recorded.
+One test, two full runs of the small preset (≈ 3 min each on 2 busy cores): the first is
+the session's ``small_run`` (its results copied here, since the test edits a file), the
+second by ``neurofuse audit --rerun`` into a scratch folder from what the first run's
+manifest recorded.
 """
 
 import hashlib
 import json
+import shutil
 
 import pytest
 
@@ -39,10 +41,10 @@ def _hashes(results):
     }
 
 
-def test_two_runs_are_identical_and_audit_catches_a_hand_edit(workdir, small_dataset, tmp_path, capsys):
-    result = workdir.snakemake("--cores", "2", bids_dir=small_dataset, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = workdir.path / "results"
+def test_two_runs_are_identical_and_audit_catches_a_hand_edit(small_run, small_dataset, tmp_path, capsys):
+    run, result, _ = small_run
+    results = tmp_path / "first" / "results"
+    shutil.copytree(run.path / "results", results, symlinks=True)
     manifest_file = results / "neurofuse/provenance.json"
     assert "provenance in" in result.stderr  # written by the Snakefile's onsuccess handler
     manifest = read_manifest(manifest_file)

@@ -132,3 +132,27 @@ def test_gcp_profile_without_project_says_what_to_set(workdir, small_dataset, bu
     result = workdir.snakemake("-n", *privacy_decision(small_dataset, workdir.path), *cloud_args(bucket_dataset, "gcp"),
                                bids_dir=bucket_dataset.url("study/bids"))
     assert result.returncode != 0 and "SNAKEMAKE_GOOGLEBATCH_PROJECT" in result.stdout + result.stderr
+
+
+def test_profiles_retry_preempted_and_killed_jobs():
+    """A preempted VM, an evicted pod, a requeued SLURM job or a killed run is re-run, not lost."""
+    import yaml
+
+    def load(path):
+        return yaml.safe_load(path.read_text())
+
+    gcp, k8s, slurm, local = (load(PROFILES / name / "config.v8+.yaml") for name in ("gcp", "kubernetes", "slurm", "local"))
+    # Google Batch: every rule on Spot/preemptible VMs (an empty list means all rules), a preempted
+    # task re-submitted by Batch up to 3 times, and any other failure retried by Snakemake.
+    assert gcp["preemptible-rules"] == [] and gcp["preemptible-retries"] >= 3 and gcp["retries"] >= 1
+    # Kubernetes (GKE Spot node pools): an evicted pod fails its Job; Snakemake re-runs it.
+    assert k8s["retries"] >= 2
+    # SLURM: a preempted or node-failed job is requeued by SLURM, and re-submitted by Snakemake.
+    assert slurm["slurm-requeue"] is True and slurm["retries"] >= 2
+    for profile in (gcp, k8s, slurm, local):
+        assert profile["rerun-incomplete"] is True
+    # Every run, with or without --profile: the workflow profile that Snakemake always reads.
+    assert load(REPO_ROOT / "workflow" / "profiles" / "default" / "config.v8+.yaml")["rerun-incomplete"] is True
+    # The training rule resumes from the checkpoint the previous attempt left in the bucket.
+    rules = (REPO_ROOT / "workflow" / "rules" / "fusion.smk").read_text()
+    assert "checkpoint_url=" in rules and "checkpoint_dir=" in rules

@@ -111,6 +111,9 @@ rule fusion_train_model:
         seed=config["seed"],
         # Checkpoints of every epoch (not outputs: they survive a killed job, and a re-run resumes).
         checkpoint_dir=f"{WORK}/group/model/task-{{task}}",
+        # Outputs in a bucket: a copy there too, so a job retried on a new VM (after a Spot
+        # preemption) resumes from the last epoch instead of the first.
+        checkpoint_url=f"{LOCATIONS.out_url.join('work/group/model')}/task-{{task}}" if LOCATIONS.on_storage else None,
     log:
         f"{LOGS}/fusion_train_model/task-{{task}}.log",
     benchmark:

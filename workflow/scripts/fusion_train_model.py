@@ -27,4 +27,5 @@ run_logged(
     curves_figure=out.curves_figure,
     maps_figure=out.maps_figure,
     checkpoint_dir=snakemake.params.checkpoint_dir,
+    checkpoint_url=snakemake.params.checkpoint_url,
 )

@@ -26,6 +26,7 @@ from scipy.signal import hilbert
 from neurofuse.eeg.io import marker_onsets, read_raw, write_json
 from neurofuse.config import bands_by_frequency as by_frequency
 from neurofuse.errors import NeuroFuseError
+from neurofuse.io import atomic_write_text
 
 __all__ = [
     "DEFAULT_BANDS",
@@ -237,7 +238,7 @@ def write_band_power(
     lines = ["\t".join(columns)]
     for row in values:
         lines.append("\t".join("n/a" if not np.isfinite(v) else f"{v:.6g}" for v in row))
-    tsv_path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(tsv_path, "\n".join(lines) + "\n")
     write_json(dict(sidecar), json_path)
     return tsv_path, json_path
 

@@ -33,6 +33,7 @@ from scipy.signal import butter, fftconvolve, find_peaks, sosfiltfilt
 from neurofuse.eeg.gradient import average_artifact
 from neurofuse.eeg.io import read_raw, write_json, write_raw
 from neurofuse.errors import NeuroFuseError
+from neurofuse.io import atomic_write_text
 
 __all__ = [
     "detect_rpeaks",
@@ -234,9 +235,8 @@ def rpeaks_from_raw(raw: mne.io.BaseRaw, *, ecg_channel: str | None = None, meth
 def write_rpeaks_tsv(rpeaks: np.ndarray, path: str | PathLike) -> Path:
     """Write R-peak times as a BIDS-style events TSV (onset, duration, trial_type)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["onset\tduration\ttrial_type"] + [f"{t:.6f}\t0\tR" for t in rpeaks]
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -19,7 +19,7 @@ import mne
 import numpy as np
 
 from neurofuse.errors import NeuroFuseError
-from neurofuse.io import atomic_path
+from neurofuse.io import atomic_path, save_raw
 
 __all__ = [
     "read_raw",
@@ -116,11 +116,8 @@ def _check_marker_data_file(vhdr: Path) -> None:
 
 
 def write_raw(raw: mne.io.BaseRaw, path: str | PathLike) -> Path:
-    """Write ``raw`` as FIF (``*_eeg.fif`` names are accepted), creating parent folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw.save(path, overwrite=True, verbose="error")
-    return path
+    """Write ``raw`` as FIF (``*_eeg.fif`` names are accepted) atomically, creating parent folders."""
+    return save_raw(raw, path)
 
 
 def _without_timings(obj: Any) -> Any:

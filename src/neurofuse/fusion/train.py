@@ -26,14 +26,23 @@ Determinism: fixed seeds for torch, numpy and the batch order, deterministic tor
 algorithms, float32 on the CPU; a checkpoint after every epoch holds the model,
 optimiser, early-stopping state, history and the batch generator's state, so a run
 resumed after SIGTERM continues exactly where it stopped.
+
+Preemption: a Spot VM (or ``scancel``, or Kubernetes evicting a pod) sends SIGTERM. The
+checkpoint is replaced atomically, so whenever the signal comes the file holds the last
+finished epoch; during training SIGTERM also ends the job at once with a message naming
+that checkpoint (exit status 143, as for an unhandled SIGTERM) and without leaving a
+temporary file, and the retried job resumes from it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -268,10 +277,36 @@ def _seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True)
 
 
+@contextlib.contextmanager
+def _exit_on_sigterm(describe, log=print):
+    """While inside, SIGTERM raises ``SystemExit(143)`` after logging ``describe()`` (main thread only).
+
+    Raising (instead of dying on the signal) runs the ``finally`` blocks: a checkpoint
+    being written is either completed or its temporary file removed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, _frame):
+        log(f"SIGTERM received (preempted or cancelled): stopping; {describe()}")
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def train_fold(prep: Prepared, held_out: list[int], cfg: TrainConfig, checkpoint: str | PathLike,
-               region_ts: list[np.ndarray] | None = None, log=print, stop_after: int | None = None) -> dict[str, Any]:
+               region_ts: list[np.ndarray] | None = None, log=print, stop_after: int | None = None,
+               checkpoint_url: str | None = None) -> dict[str, Any]:
     """Train one fold, resuming from ``checkpoint`` if it belongs to the same data and config.
 
+    ``checkpoint_url`` (``gs://...``): a copy of the checkpoint kept in the bucket after
+    every epoch, and fetched when there is no local one: a job retried on a new VM after a
+    preemption (cloud profiles) resumes from it.
     ``stop_after`` ends training after that many epochs of this call (tests of resume).
     Returns ``{"model": ..., "history": [...], "best_epoch": ..., "resumed_from": ...}``.
     """
@@ -300,6 +335,11 @@ def train_fold(prep: Prepared, held_out: list[int], cfg: TrainConfig, checkpoint
     state = {"epoch": 0, "best": math.inf, "best_epoch": 0, "best_state": None, "history": [], "bad": 0}
     resumed_from = None
     ckpt = Path(checkpoint)
+    if checkpoint_url and not ckpt.is_file():
+        from neurofuse.cloud import pull_file
+
+        if pull_file(checkpoint_url, ckpt):
+            log(f"fetched the checkpoint {checkpoint_url} (an earlier attempt of this job)")
     if ckpt.is_file():
         saved = torch.load(ckpt, map_location=device, weights_only=False)
         if saved.get("key") == key:
@@ -313,51 +353,64 @@ def train_fold(prep: Prepared, held_out: list[int], cfg: TrainConfig, checkpoint
         else:
             log(f"{ckpt} belongs to other data or settings: starting afresh")
     epochs_run, seconds = 0, []  # timings stay out of the checkpoint so its bytes are reproducible
-    while state["epoch"] < cfg.max_epochs and state["bad"] < cfg.patience:
-        t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(xe), generator=gen)
-        total = {"mse": 0.0, "nce": 0.0}
-        for start in range(0, len(order), cfg.batch_size):
-            b = order[start:start + cfg.batch_size]
-            if len(b) < 2:
-                continue
-            e, f, y = xe[b].to(device), xf[b].to(device), yt[b].to(device)
-            z_e, z_f, pred = model(e, f)
-            mse = torch.mean((pred - y) ** 2)
-            nce = info_nce(z_e, z_f, cfg.temperature)
-            loss = mse + cfg.nce_weight * nce
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total["mse"] += float(mse.detach()) * len(b)
-            total["nce"] += float(nce.detach()) * len(b)
-        model.eval()
-        with torch.no_grad():
-            if val is not None:
-                z_e, z_f, pred = model(ve, vf)
-                v_mse = float(torch.mean((pred - vy) ** 2))
-                v_nce = float(info_nce(z_e, z_f, cfg.temperature)) if len(ve) > 1 else 0.0
-            else:  # no validation block fits: stop on the training loss, and record no validation figures
-                v_mse = v_nce = math.nan
-        monitored = (v_mse + cfg.nce_weight * v_nce) if val is not None else \
-            (total["mse"] + cfg.nce_weight * total["nce"]) / len(xe)
-        v_loss = v_mse + cfg.nce_weight * v_nce
-        state["epoch"] += 1
-        state["history"].append({"epoch": state["epoch"], "train_mse": total["mse"] / len(xe),
-                                 "train_nce": total["nce"] / len(xe), "val_mse": v_mse, "val_nce": v_nce,
-                                 "val_loss": v_loss})
-        seconds.append(time.perf_counter() - t0)
-        if monitored < state["best"] - 1e-4:
-            state.update(best=monitored, best_epoch=state["epoch"], bad=0,
-                         best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-        else:
-            state["bad"] += 1
-        save_torch({"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "state": state}, ckpt)
-        epochs_run += 1
-        if stop_after is not None and epochs_run >= stop_after:
-            break
+
+    def where() -> str:
+        if not ckpt.is_file():
+            return "no epoch finished yet (no checkpoint): a re-run starts this fold afresh"
+        return f"{ckpt} holds the last finished epoch; running the workflow again resumes from it"
+
+    with _exit_on_sigterm(where, log):
+        while state["epoch"] < cfg.max_epochs and state["bad"] < cfg.patience:
+            t0 = time.perf_counter()
+            model.train()
+            order = torch.randperm(len(xe), generator=gen)
+            total = {"mse": 0.0, "nce": 0.0}
+            for start in range(0, len(order), cfg.batch_size):
+                b = order[start:start + cfg.batch_size]
+                if len(b) < 2:
+                    continue
+                e, f, y = xe[b].to(device), xf[b].to(device), yt[b].to(device)
+                z_e, z_f, pred = model(e, f)
+                mse = torch.mean((pred - y) ** 2)
+                nce = info_nce(z_e, z_f, cfg.temperature)
+                loss = mse + cfg.nce_weight * nce
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total["mse"] += float(mse.detach()) * len(b)
+                total["nce"] += float(nce.detach()) * len(b)
+            model.eval()
+            with torch.no_grad():
+                if val is not None:
+                    z_e, z_f, pred = model(ve, vf)
+                    v_mse = float(torch.mean((pred - vy) ** 2))
+                    v_nce = float(info_nce(z_e, z_f, cfg.temperature)) if len(ve) > 1 else 0.0
+                else:  # no validation block fits: stop on the training loss, and record no validation figures
+                    v_mse = v_nce = math.nan
+            monitored = (v_mse + cfg.nce_weight * v_nce) if val is not None else \
+                (total["mse"] + cfg.nce_weight * total["nce"]) / len(xe)
+            v_loss = v_mse + cfg.nce_weight * v_nce
+            state["epoch"] += 1
+            state["history"].append({"epoch": state["epoch"], "train_mse": total["mse"] / len(xe),
+                                     "train_nce": total["nce"] / len(xe), "val_mse": v_mse, "val_nce": v_nce,
+                                     "val_loss": v_loss})
+            seconds.append(time.perf_counter() - t0)
+            if monitored < state["best"] - 1e-4:
+                state.update(best=monitored, best_epoch=state["epoch"], bad=0,
+                             best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+            else:
+                state["bad"] += 1
+            save_torch({"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "state": state}, ckpt)
+            if checkpoint_url:
+                from neurofuse.cloud import push_file
+
+                failed = push_file(ckpt, checkpoint_url)
+                if failed:
+                    log(f"WARNING {failed}")
+            epochs_run += 1
+            if stop_after is not None and epochs_run >= stop_after:
+                break
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
     model.eval()
@@ -448,7 +501,7 @@ def _software() -> dict[str, str]:
 
 def fit_fusion(runs: Sequence[RunInput], bands: Sequence[str], cfg: TrainConfig, *, maps: Mapping[str, str],
                model_path: str, card_json: str, card_md: str, history_tsv: str, checkpoint_dir: str,
-               curves_figure: str | None = None, maps_figure: str | None = None,
+               curves_figure: str | None = None, maps_figure: str | None = None, checkpoint_url: str | None = None,
                subject_maps_out: Mapping[str, str] | None = None,
                confounds: Sequence[str] = MOTION_CONFOUNDS, log=print) -> dict[str, Any]:
     """Workflow step ``fusion_train_model``: train every fold, write the group heatmaps and the model card.
@@ -456,8 +509,9 @@ def fit_fusion(runs: Sequence[RunInput], bands: Sequence[str], cfg: TrainConfig,
     ``maps`` maps ``"fusion"`` and each band to the output NIfTI path of its group heatmap;
     ``subject_maps_out`` (same keys) to a 4D NIfTI with each subject's held-out map, one
     volume per subject in the order of the sidecar's ``Subjects``.
-    Checkpoints (one per fold, rewritten every epoch) go to ``checkpoint_dir``; a re-run
-    resumes from them. Returns the log (timings, samples per second).
+    Checkpoints (one per fold, rewritten every epoch) go to ``checkpoint_dir``, and with
+    ``checkpoint_url`` (outputs in a bucket) also to that ``gs://`` folder; a re-run or a
+    retried job resumes from them. Returns the log (timings, samples per second).
     """
     import torch
 
@@ -472,7 +526,9 @@ def fit_fusion(runs: Sequence[RunInput], bands: Sequence[str], cfg: TrainConfig,
     train_seconds, samples, epoch_seconds = 0.0, 0, []
     for k, held_out in enumerate(folds):
         t0 = time.perf_counter()
-        fit = train_fold(prep, held_out, cfg, Path(checkpoint_dir) / f"fold-{k}_checkpoint.pt", region_ts, log=log)
+        name = f"fold-{k}_checkpoint.pt"
+        fit = train_fold(prep, held_out, cfg, Path(checkpoint_dir) / name, region_ts, log=log,
+                         checkpoint_url=f"{checkpoint_url.rstrip('/')}/{name}" if checkpoint_url else None)
         train_seconds += time.perf_counter() - t0
         samples += fit["n_train"] * len(fit["epoch_seconds"])  # epochs trained by this call
         epoch_seconds += fit["epoch_seconds"]

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neurofuse.errors import NeuroFuseError
-from neurofuse.io import atomic_write_text
+from neurofuse.io import atomic_path, atomic_write_text
 from neurofuse.privacy import eeg, nifti, other, sidecar, tabular
 from neurofuse.privacy.report import ScanReport
 from neurofuse.privacy.scan import kind_of, list_files, scan_dataset, subject_of
@@ -188,7 +188,8 @@ def _place(src: Path, dst: Path, hardlink: bool) -> None:
             return
         except OSError:
             pass  # another file system, or links not allowed: copy
-    shutil.copy2(src, dst)
+    with atomic_path(dst, suffix="".join(Path(dst).suffixes[-2:])) as tmp:
+        shutil.copy2(src, tmp)
 
 
 def deidentify_dataset(

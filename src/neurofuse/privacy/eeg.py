@@ -33,7 +33,7 @@ from pathlib import Path
 
 from neurofuse.bids.markers import _decode
 from neurofuse.errors import NeuroFuseError
-from neurofuse.io import atomic_path, atomic_write_text
+from neurofuse.io import atomic_path, atomic_write_text, save_raw
 from neurofuse.privacy.text import SHIFTED_YEAR_MAX, classify_text, mask, redact_text
 
 EEG_SUFFIXES = (".vhdr", ".vmrk", ".edf", ".bdf", ".fif")
@@ -238,9 +238,7 @@ def clean_fif(src: str | Path, dst: str | Path, days: int | None) -> list[str]:
     raw.anonymize(daysback=days, keep_his=False, verbose="error")
     if raw.info.get("subject_info"):
         raw.info["subject_info"].pop("birthday", None)
-    name = Path(dst).name
-    with atomic_path(dst, suffix="_" + name.rsplit("_", 1)[-1] if "_" in name else "_raw.fif") as tmp:
-        raw.save(tmp, overwrite=True, verbose="error")
+    save_raw(raw, dst)
     return ["anonymised with mne (names, IDs, experimenter, birthday removed; dates shifted)"]
 
 
