@@ -59,10 +59,10 @@ MIN_BILLED_S = 60.0
 #: Every rule: how often it runs (per BOLD/EEG run, per subject, once per study) and its threads
 #: (as in workflow/rules/*.smk; tests/unit/test_cost.py checks both against the workflow).
 RULES: dict[str, tuple[str, int]] = {
-    "fmri_estimate_head_motion": ("run", 1), "fmri_correct_slice_timing": ("run", 1),
-    "anat_register_t1w_to_template": ("subject", 1), "fmri_register_bold_reference": ("run", 1),
+    "fmri_estimate_head_motion": ("run", 1),
+    "anat_register_t1w_to_template": ("subject", 1),
     "fmri_resample_bold_to_template": ("run", 1), "fmri_compute_confounds": ("run", 1),
-    "fmri_plot_qc": ("run", 1), "eeg_remove_gradient_artifact": ("run", 1),
+    "eeg_remove_gradient_artifact": ("run", 1),
     "eeg_remove_bcg_artifact": ("run", 1), "eeg_clean_signal": ("run", 1),
     "eeg_compute_band_power": ("run", 1), "fusion_fit_glm": ("run", 1),
     "fusion_combine_glm": ("study", 1), "fusion_train_model": ("study", 2),

@@ -65,13 +65,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     ``suffix`` keeps an extension that a writer needs to see (e.g. ``.nii.gz``).
     """
     target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", suffix=suffix, dir=target.parent)
-    except OSError as exc:
-        raise storage_error(exc, target) or exc from None
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temporary_beside(target, suffix)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
@@ -88,6 +82,34 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with contextlib.suppress(OSError):
             if tmp_path.exists():
                 tmp_path.unlink()
+
+
+def _temporary_beside(target: Path, suffix: str, kind: str = "") -> Path:
+    """A new empty hidden file named after ``target`` in its folder, marked as temporary."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}{kind}", suffix=suffix, dir=target.parent)
+    except OSError as exc:
+        raise storage_error(exc, target) or exc from None
+    os.close(fd)
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def scratch_path(beside: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a hidden temporary file beside the output ``beside`` for data a job needs only
+    while it runs (e.g. the slice-time-corrected series between two steps of one job);
+    delete it when the block ends, whether it succeeds or not.
+
+    Its name carries the temporary mark, so a job killed outright leaves it for
+    :func:`remove_stale_temporaries`, like an unfinished output.
+    """
+    tmp_path = _temporary_beside(Path(beside), suffix, kind="scratch-")
+    try:
+        yield tmp_path
+    finally:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
 
 
 def remove_stale_temporaries(root: str | os.PathLike) -> list[Path]:

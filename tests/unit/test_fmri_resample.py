@@ -160,3 +160,38 @@ def test_grid_mismatch_rejected(run, tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((10, 10, 10), np.float32), grid_affine((10, 10, 10), (2, 2, 2))), other)
     with pytest.raises(NeuroFuseError):
         resample_bold_to_template(bold, tmp_path / "x.nii.gz", reference_file=other, transforms=[], resolution=RES)
+
+
+def test_slice_time_and_resample_step_equals_the_two_steps(run, tmp_path):
+    """The workflow's one job (slice timing, then the resampling) gives what the two steps give
+    one after the other, leaves no scratch file, and resamples the raw series without SliceTiming."""
+    from neurofuse.fmri.motion import write_motion_tsv
+    from neurofuse.fmri.slice_timing import correct_slice_timing
+    from neurofuse.fmri.steps import slice_time_and_resample_step
+
+    tmp, params, bold, ref = run
+    write_motion_tsv(params, tmp_path / "motion.tsv")
+    n_slices = nib.load(bold).shape[2]
+    times = list(np.arange(n_slices) * 2.0 / n_slices)
+    common = dict(reference_file=ref, transforms=[], motion=tmp_path / "motion.tsv", resolution=RES)
+    stc = correct_slice_timing(bold, tmp_path / "stc.nii.gz", times, 2.0)
+    resample_bold_to_template(tmp_path / "stc.nii.gz", tmp_path / "two.nii.gz", **common)
+    resample_bold_to_template(bold, tmp_path / "raw.nii.gz", **common)
+
+    out = tmp_path / "out" / "one_bold.nii.gz"
+    names = dict(out_bold=out, out_json=out.with_name("one_bold.json"), out_mask=out.with_name("mask.nii.gz"),
+                 out_boldref=out.with_name("boldref.nii.gz"), boldref_file=ref, transforms=[],
+                 motion_file=tmp_path / "motion.tsv", resolution=RES, sources=["bids:raw:bold.nii.gz"])
+    meta = slice_time_and_resample_step(bold, {"RepetitionTime": 2.0, "SliceTiming": times}, **names)
+    one, two = nib.load(out).get_fdata(), nib.load(tmp_path / "two.nii.gz").get_fdata()
+    assert np.abs(one - two).max() < 1e-3 * np.abs(two).max()
+    assert np.abs(one - nib.load(tmp_path / "raw.nii.gz").get_fdata()).max() > 1.0  # slice timing did change it
+    assert meta["SliceTimingCorrected"] is True and meta["StartTime"] == stc["StartTime"]
+    assert meta["Sources"] == ["bids:raw:bold.nii.gz"] and meta["SkullStripped"] is False
+    assert sorted(p.name for p in out.parent.iterdir()) == ["boldref.nii.gz", "mask.nii.gz", "one_bold.json",
+                                                           "one_bold.nii.gz"]  # no scratch series left
+
+    meta = slice_time_and_resample_step(bold, {"RepetitionTime": 2.0}, **names)  # no SliceTiming: the raw series
+    assert meta["SliceTimingCorrected"] is False
+    assert np.abs(nib.load(out).get_fdata() - nib.load(tmp_path / "raw.nii.gz").get_fdata()).max() < 1e-3
+    assert len(list(out.parent.iterdir())) == 4

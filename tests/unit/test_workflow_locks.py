@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from neurofuse.io import atomic_path, atomic_write_text, remove_stale_temporaries
+from neurofuse.io import atomic_path, atomic_write_text, remove_stale_temporaries, scratch_path
 from neurofuse.workflow import _start_time, alone, record_process, release_stale_lock
 
 
@@ -111,3 +111,17 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("killed mid-write")
     assert target.read_text() == "old\n" and os.listdir(tmp_path) == ["out.tsv"]
+
+
+def test_a_scratch_file_is_gone_after_its_block_and_after_a_kill(tmp_path):
+    target = tmp_path / "sub-01" / "bold.nii.gz"
+    with pytest.raises(RuntimeError):
+        with scratch_path(target, suffix=".nii") as scratch:
+            assert scratch.parent == target.parent and scratch.name.endswith(".nii")
+            scratch.write_text("series")
+            raise RuntimeError("the step failed")
+    assert os.listdir(target.parent) == []
+    with scratch_path(target) as scratch:
+        scratch.write_text("series")
+        # what a job killed here would leave: the next run's start removes it
+        assert remove_stale_temporaries(tmp_path) == [scratch]

@@ -53,7 +53,8 @@ def test_two_runs_are_identical_and_audit_catches_a_hand_edit(small_run, small_d
     job = manifest["jobs"][manifest["files"][preproc]["job"]]
     assert job["rule"] == "fmri_resample_bold_to_template"
     assert job["code"]["script"] == "scripts/fmri_resample_bold_to_template.py"
-    assert "bids:raw:sub-01/func/sub-01_task-rest_bold.nii.gz" not in job["inputs"]  # uses the stc series
+    # slice timing and the BOLD -> T1w registration happen in this job: the raw series and the T1w are its inputs
+    assert {"bids:raw:sub-01/func/sub-01_task-rest_bold.nii.gz", "bids:raw:sub-01/anat/sub-01_T1w.nii.gz"} <= set(job["inputs"])
     assert any(ref.startswith("work/sub-01/anat/") for ref in job["inputs"])
     description = json.loads((results / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"

@@ -21,8 +21,7 @@ from bench_index import skeleton_spec  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("snakemake_dry")
 
-PER_RUN = ("fmri_estimate_head_motion", "fmri_correct_slice_timing", "fmri_register_bold_reference",
-           "fmri_resample_bold_to_template", "fmri_compute_confounds", "fmri_plot_qc",
+PER_RUN = ("fmri_estimate_head_motion", "fmri_resample_bold_to_template", "fmri_compute_confounds",
            "eeg_remove_gradient_artifact", "eeg_remove_bcg_artifact", "eeg_clean_signal", "eeg_compute_band_power",
            "fusion_fit_glm")
 
@@ -51,7 +50,7 @@ def test_dry_run_of_50_subjects_has_one_job_per_step_and_run(workdir, tmp_path):
             "report_write_methods", "privacy_write_findings", "all")
     for rule in once:
         assert jobs[rule] == 1, rule
-    assert jobs["total"] == len(PER_RUN) * runs + 2 * subjects + len(once) == 2307
+    assert jobs["total"] == len(PER_RUN) * runs + 2 * subjects + len(once) == 1707
     # ~5 s here (2 ms per job); a step that scans every run for every job would take minutes.
     assert seconds < 90, f"{seconds:.0f} s for {jobs['total']} jobs"
 
@@ -120,7 +119,7 @@ def test_snakemake_shortcuts_leave_every_job_as_it_was(workdir, tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         listings[plain] = _job_blocks(result.stdout + result.stderr)
         dumps[plain] = json.loads(dump.read_text())
-    assert len(listings["0"]) == len(dumps["0"]) == 2 * 2 * 2 * len(PER_RUN) + 2 * 2 + 7 == 99
+    assert len(listings["0"]) == len(dumps["0"]) == 2 * 2 * 2 * len(PER_RUN) + 2 * 2 + 7 == 75
     assert any(job["params"][0] for job in dumps["0"]) and all(job["resources"] for job in dumps["0"])
     assert dumps["0"] == dumps["1"]
     assert listings["0"] == listings["1"]

@@ -21,9 +21,9 @@ PROFILES = REPO_ROOT / "profiles"
 MODEL = load_resource_model(REPO_ROOT / "workflow" / "resources.yaml")
 NEUROFUSE = str(Path(sys.executable).with_name("neurofuse"))
 IMAGE = "europe-west4-docker.pkg.dev/nf-test/neurofuse/neurofuse:0.0.0@sha256:" + "0" * 64
-ALL_RULES = {"anat_register_t1w_to_template", "fmri_estimate_head_motion", "fmri_correct_slice_timing",
-             "fmri_register_bold_reference", "fmri_resample_bold_to_template", "fmri_compute_confounds",
-             "fmri_plot_qc", "eeg_remove_gradient_artifact", "eeg_remove_bcg_artifact", "eeg_clean_signal",
+ALL_RULES = {"anat_register_t1w_to_template", "fmri_estimate_head_motion",
+             "fmri_resample_bold_to_template", "fmri_compute_confounds",
+             "eeg_remove_gradient_artifact", "eeg_remove_bcg_artifact", "eeg_clean_signal",
              "eeg_compute_band_power", "fusion_fit_glm", "fusion_combine_glm", "fusion_train_model",
              "report_summarize_dataset", "report_build_subject", "report_build_group", "report_write_methods",
              "privacy_write_findings"}

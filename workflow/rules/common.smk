@@ -85,22 +85,19 @@ def expand_runs(patterns, runs):
 T1W_FILES = {t1w_key(run): run.t1w for run in INDEX.runs if run.t1w}
 
 
-# fMRI: the transforms a run's resampling composes.
+# fMRI: the T1w -> MNI transforms a run's resampling composes with its BOLD -> T1w one.
 T1W_TO_MNI = dict(desc="T1wToMNI152NLin2009cAsym")
 
 
-def fmri_transforms(wildcards):
-    """Transform files in ANTs order (template side first) for the run's resampling."""
-    run = run_of(wildcards)
-    bold_affine = work("func", desc="coreg", suffix="xfm", extension=".mat").format(**wildcards)
-    key = t1w_key(run)
+def anat_transforms(wildcards):
+    """The run's T1w -> MNI transforms in ANTs order (warp, affine); none without a T1w."""
+    key = t1w_key(run_of(wildcards))
     if key is None:
-        return [bold_affine]
+        return []
     adir, anat = key
     return [
         anat_work(**T1W_TO_MNI, suffix="warp", extension=".nii.gz").format(adir=adir, anat=anat),
         anat_work(**T1W_TO_MNI, suffix="xfm", extension=".mat").format(adir=adir, anat=anat),
-        bold_affine,
     ]
 
 
@@ -168,8 +165,7 @@ def report_run_files(run):
     patterns = []
     if run.bold:
         confounds = rules.fmri_compute_confounds.output
-        figures = rules.fmri_plot_qc.output
-        patterns += [confounds.tsv, confounds.json, figures.motion, figures.carpet, figures.registration]
+        patterns += [confounds.tsv, confounds.json, confounds.motion, confounds.carpet, confounds.registration]
     if eeg_in_scanner(run):
         gradient = rules.eeg_remove_gradient_artifact.output
         bcg = rules.eeg_remove_bcg_artifact.output

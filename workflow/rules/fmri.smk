@@ -1,5 +1,6 @@
-# fMRI preprocessing, per BOLD run, in fMRIPrep's order: head motion on the raw series,
-# slice timing, BOLD->T1w and T1w->MNI registration, one composed resampling, confounds.
+# fMRI preprocessing in fMRIPrep's order: head motion on the raw series (per run), T1w->MNI
+# registration (per T1w), then per run BOLD->T1w registration, slice timing and one composed
+# resampling, then confounds and QC figures. Three jobs per run.
 FMRI = config["fmri"]
 
 
@@ -28,29 +29,6 @@ rule fmri_estimate_head_motion:
         "../scripts/fmri_estimate_head_motion.py"
 
 
-rule fmri_correct_slice_timing:
-    input:
-        bold=lambda wc: bids_file(run_of(wc).bold.path),
-    output:
-        bold=temp(work("func", desc="stc", suffix="bold", extension=".nii.gz")),
-        json=work("func", desc="stc", suffix="bold", extension=".json"),
-    params:
-        metadata=lambda wc: run_of(wc).bold.metadata,
-        ref_time=FMRI["slice_time_ref"],
-        backend=FMRI["backend"],
-    log:
-        f"{LOGS}/fmri_correct_slice_timing/{{sdir}}/{{run}}.log",
-    threads: 1
-    resources:
-        **measured("fmri_correct_slice_timing"),
-    conda:
-        ENV
-    container:
-        IMAGES["fmri_tools"]
-    script:
-        "../scripts/fmri_correct_slice_timing.py"
-
-
 rule anat_register_t1w_to_template:
     input:
         t1w=lambda wc: bids_file(T1W_FILES[(wc.adir, wc.anat)]),
@@ -73,40 +51,29 @@ rule anat_register_t1w_to_template:
         "../scripts/anat_register_t1w_to_template.py"
 
 
-rule fmri_register_bold_reference:
-    input:
-        unpack(t1w_of_run),
-        boldref=rules.fmri_estimate_head_motion.output.boldref,
-    output:
-        affine=work("func", desc="coreg", suffix="xfm", extension=".mat"),
-    params:
-        bold_to_t1w=FMRI["bold_to_t1w"],
-        resolution=FMRI["registration_resolution"],
-        seed=config["seed"],
-    log:
-        f"{LOGS}/fmri_register_bold_reference/{{sdir}}/{{run}}.log",
-    threads: 1
-    resources:
-        **measured("fmri_register_bold_reference"),
-    conda:
-        ENV
-    script:
-        "../scripts/fmri_register_bold_reference.py"
-
-
+# One job per run after head motion: BOLD reference -> T1w registration, slice timing and the
+# one resampling. The registration and the slice-time-corrected series serve this
+# resampling only: one job keeps the DAG small (1,000 subjects x 4 runs) and stages no
+# series between jobs; any change to either re-runs the resampling anyway.
 rule fmri_resample_bold_to_template:
     input:
-        bold=rules.fmri_correct_slice_timing.output.bold,
-        stc_json=rules.fmri_correct_slice_timing.output.json,
+        unpack(t1w_of_run),
+        bold=lambda wc: bids_file(run_of(wc).bold.path),
         boldref=rules.fmri_estimate_head_motion.output.boldref,
         motion=rules.fmri_estimate_head_motion.output.motion,
-        transforms=fmri_transforms,
+        anat_transforms=anat_transforms,
     output:
         bold=out("func", space="MNI152NLin2009cAsym", desc="preproc", suffix="bold", extension=".nii.gz"),
         json=out("func", space="MNI152NLin2009cAsym", desc="preproc", suffix="bold", extension=".json"),
         mask=out("func", space="MNI152NLin2009cAsym", desc="brain", suffix="mask", extension=".nii.gz"),
         boldref=out("func", space="MNI152NLin2009cAsym", suffix="boldref", extension=".nii.gz"),
+        coreg=work("func", desc="coreg", suffix="xfm", extension=".mat"),
     params:
+        metadata=lambda wc: run_of(wc).bold.metadata,
+        ref_time=FMRI["slice_time_ref"],
+        backend=FMRI["backend"],
+        bold_to_t1w=FMRI["bold_to_t1w"],
+        registration_resolution=FMRI["registration_resolution"],
         resolution=FMRI["output_resolution"],
         seed=config["seed"],
         sources=lambda wc: [f"bids:raw:{run_of(wc).bold.path}"],
@@ -119,40 +86,22 @@ rule fmri_resample_bold_to_template:
         **measured("fmri_resample_bold_to_template"),
     conda:
         ENV
+    container:
+        IMAGES["fmri_tools"]
     script:
         "../scripts/fmri_resample_bold_to_template.py"
 
 
+# The confounds and the QC figures drawn from them are one job: both read the MNI-space series.
 rule fmri_compute_confounds:
     input:
         motion=rules.fmri_estimate_head_motion.output.motion,
         bold=rules.fmri_resample_bold_to_template.output.bold,
         mask=rules.fmri_resample_bold_to_template.output.mask,
+        boldref=rules.fmri_resample_bold_to_template.output.boldref,
     output:
         tsv=out("func", desc="confounds", suffix="timeseries", extension=".tsv"),
         json=out("func", desc="confounds", suffix="timeseries", extension=".json"),
-    params:
-        fd_threshold=FMRI["fd_threshold"],
-        dvars_threshold=FMRI["dvars_threshold"],
-        tr=lambda wc: run_of(wc).bold.repetition_time,
-    log:
-        f"{LOGS}/fmri_compute_confounds/{{sdir}}/{{run}}.log",
-    threads: 1
-    resources:
-        **measured("fmri_compute_confounds"),
-    conda:
-        ENV
-    script:
-        "../scripts/fmri_compute_confounds.py"
-
-
-rule fmri_plot_qc:
-    input:
-        confounds=rules.fmri_compute_confounds.output.tsv,
-        bold=rules.fmri_resample_bold_to_template.output.bold,
-        mask=rules.fmri_resample_bold_to_template.output.mask,
-        boldref=rules.fmri_resample_bold_to_template.output.boldref,
-    output:
         motion=report(
             out("figures", desc="motion", suffix="bold", extension=".svg"),
             caption="../report/fmri_motion.rst",
@@ -175,26 +124,29 @@ rule fmri_plot_qc:
             labels={"figure": "registration"},
         ),
     params:
-        tr=lambda wc: run_of(wc).bold.repetition_time,
         fd_threshold=FMRI["fd_threshold"],
+        dvars_threshold=FMRI["dvars_threshold"],
+        tr=lambda wc: run_of(wc).bold.repetition_time,
         resolution=FMRI["output_resolution"],
     log:
-        f"{LOGS}/fmri_plot_qc/{{sdir}}/{{run}}.log",
+        f"{LOGS}/fmri_compute_confounds/{{sdir}}/{{run}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/fmri_compute_confounds/{{sdir}}/{{run}}.tsv"
     threads: 1
     resources:
-        **measured("fmri_plot_qc"),
+        **measured("fmri_compute_confounds"),
     conda:
         ENV
     script:
-        "../scripts/fmri_plot_qc.py"
+        "../scripts/fmri_compute_confounds.py"
 
 
 FMRI_TARGETS = expand_runs(
     [
         rules.fmri_compute_confounds.output.tsv,
-        rules.fmri_plot_qc.output.carpet,
-        rules.fmri_plot_qc.output.motion,
-        rules.fmri_plot_qc.output.registration,
+        rules.fmri_compute_confounds.output.carpet,
+        rules.fmri_compute_confounds.output.motion,
+        rules.fmri_compute_confounds.output.registration,
     ],
     INDEX.bold_runs(),
 )

@@ -1,16 +1,21 @@
-"""Adapter: confounds TSV + JSON (motion, FD, DVARS, tissue signals, cosine, outliers)."""
-from neurofuse.fmri.confounds import write_confounds
+"""Adapter: confounds TSV + JSON (motion, FD, DVARS, tissue signals, cosine, outliers) and the QC figures (motion + FD, carpet, registration)."""
+from neurofuse.fmri.steps import confounds_and_qc_step
 from neurofuse.workflow import run_logged
 
 run_logged(
     snakemake.log[0],
-    write_confounds,
+    confounds_and_qc_step,
     snakemake.input.motion,
-    snakemake.output.tsv,
+    snakemake.input.bold,
+    snakemake.input.mask,
+    snakemake.input.boldref,
+    out_tsv=snakemake.output.tsv,
     out_json=snakemake.output.json,
-    bold_file=snakemake.input.bold,
-    mask_file=snakemake.input.mask,
+    out_motion=snakemake.output.motion,
+    out_carpet=snakemake.output.carpet,
+    out_registration=snakemake.output.registration,
+    tr=snakemake.params.tr,
     fd_threshold=snakemake.params.fd_threshold,
     dvars_threshold=snakemake.params.dvars_threshold,
-    tr=snakemake.params.tr,
+    resolution=snakemake.params.resolution,
 )

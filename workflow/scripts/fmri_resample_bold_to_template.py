@@ -1,18 +1,24 @@
-"""Adapter: one resampling of the BOLD series to MNI (motion + registrations composed)."""
-from neurofuse.fmri.steps import resample_to_template_step
+"""Adapter: BOLD reference -> T1w, slice timing, one resampling of the series to MNI (motion + registrations composed)."""
+from neurofuse.fmri.steps import coregister_and_resample_step
 from neurofuse.workflow import run_logged
 
 run_logged(
     snakemake.log[0],
-    resample_to_template_step,
+    coregister_and_resample_step,
     snakemake.input.bold,
-    snakemake.input.stc_json,
+    snakemake.params.metadata,
+    boldref_file=snakemake.input.boldref,
+    out_affine=snakemake.output.coreg,
+    t1w_file=snakemake.input.get("t1w"),
+    anat_transforms=list(snakemake.input.anat_transforms),
+    bold_to_t1w=snakemake.params.bold_to_t1w,
+    registration_resolution=snakemake.params.registration_resolution,
+    ref_time=snakemake.params.ref_time,
+    backend=snakemake.params.backend,
     out_bold=snakemake.output.bold,
     out_json=snakemake.output.json,
     out_mask=snakemake.output.mask,
     out_boldref=snakemake.output.boldref,
-    boldref_file=snakemake.input.boldref,
-    transforms=list(snakemake.input.transforms),
     motion_file=snakemake.input.motion,
     resolution=snakemake.params.resolution,
     seed=snakemake.params.seed,
