@@ -185,7 +185,9 @@ def confounds_and_qc_step(
     """The confounds table (TSV + JSON) and the three QC figures drawn from it: one workflow job.
 
     The figures need the confounds and the MNI-space series the confounds are computed
-    from, so one job reads the series for both (it is staged and opened once, not twice).
+    from, so one job serves both: the series is staged once (in the cloud, downloaded
+    once), though read twice (the confounds a volume at a time, the carpet plot only the
+    voxels it draws).
     """
     from neurofuse.fmri.confounds import write_confounds
 
